@@ -1,0 +1,61 @@
+"""The ``plait`` command: each area contributes its commands; errors print one line and
+exit with code 2."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from plait import __version__
+from plait.collect.cli import events_app, import_command, lake_app, sources_app
+from plait.core.cli import db_app, tokens_app
+from plait.core.console import errors
+from plait.core.errors import PlaitError
+from plait.demo.cli import demo_command
+
+app = typer.Typer(
+    name="plait",
+    help="Plait: one thread per customer across every channel.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db_app, name="db")
+app.add_typer(sources_app, name="sources")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(events_app, name="events")
+app.add_typer(lake_app, name="lake")
+app.command("import")(import_command)
+app.command("demo")(demo_command)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+) -> None:
+    """Run the API server (migrations are applied first; the lake syncs in the background)."""
+    from plait.core.settings import get_settings
+    from plait.server_runner import run_server
+
+    settings = get_settings()
+    run_server(settings, host=host, port=port, workers=workers)
+
+
+@app.command()
+def version() -> None:
+    """Print Plait's version."""
+    print(__version__)
+
+
+def main() -> None:
+    """Entry point of the ``plait`` command."""
+    try:
+        app()
+    except PlaitError as exc:
+        field = f" (field: {exc.field})" if exc.field else ""
+        errors.print(f"error: {exc.message}{field}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,271 @@
+"""The durable event store: every accepted event, the message ids seen within the
+de-duplication window, and every rejected event with its reason and raw payload."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from plait.core.clock import isoformat, parse_timestamp
+from plait.core.db import JSONValue, UTCDateTime, metadata
+from plait.core.errors import InvalidInput
+from plait.core.sources import sources
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("source_id", sa.Uuid, sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("event", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("user_id", sa.Text),
+    sa.Column("anonymous_id", sa.Text),
+    sa.Column("group_id", sa.Text),
+    sa.Column("previous_id", sa.Text),
+    sa.Column("channel", sa.String(100)),
+    sa.Column("traffic_source", sa.Text),
+    sa.Column("traffic_medium", sa.Text),
+    sa.Column("traffic_campaign", sa.Text),
+    sa.Column("device_type", sa.String(20)),
+    sa.Column("os", sa.String(100)),
+    sa.Column("browser", sa.String(100)),
+    sa.Column("timestamp", UTCDateTime, nullable=False),
+    sa.Column("original_timestamp", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("traits", JSONValue),
+    sa.Column("properties", JSONValue),
+    sa.Column("context", JSONValue),
+    sa.Column("integrations", JSONValue),
+    sa.Column("warnings", JSONValue),
+    sa.Column("lake_batch", sa.BigInteger),
+    sa.Index("ix_events_timestamp", "timestamp", "id"),
+    sa.Index("ix_events_user_id", "user_id", "timestamp"),
+    sa.Index("ix_events_anonymous_id", "anonymous_id", "timestamp"),
+    sa.Index("ix_events_source_id", "source_id", "timestamp"),
+    sa.Index(
+        "ix_events_unsynced",
+        "id",
+        sqlite_where=sa.text("lake_batch IS NULL"),
+        postgresql_where=sa.text("lake_batch IS NULL"),
+    ),
+)
+
+seen_messages = sa.Table(
+    "seen_messages",
+    metadata,
+    sa.Column("source_id", sa.Uuid, primary_key=True),
+    sa.Column("message_id", sa.Text, primary_key=True),
+    sa.Column("received_at", UTCDateTime, nullable=False, index=True),
+)
+
+rejected_events = sa.Table(
+    "rejected_events",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("source_id", sa.Uuid, sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("origin", sa.String(300), nullable=False),
+    sa.Column("position", sa.Integer),
+    sa.Column("code", sa.String(50), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("field", sa.String(200)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Index("ix_rejected_events_received_at", "received_at", "id"),
+)
+
+MAX_PAYLOAD_KEPT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a write did: events newly stored and duplicates acknowledged but not stored."""
+
+    accepted: int
+    duplicates: int
+
+
+def store(conn: Connection, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:
+    """Store new events (skipping message ids already seen) and rejections, set-wise."""
+    unique: dict[tuple[UUID, str], dict[str, Any]] = {}
+    for row in rows:
+        unique.setdefault((row["source_id"], row["message_id"]), row)
+    fresh: list[dict[str, Any]] = []
+    if unique:
+        claimed = conn.execute(
+            _insert(conn)(seen_messages)
+            .on_conflict_do_nothing()
+            .returning(seen_messages.c.source_id, seen_messages.c.message_id),
+            [
+                {"source_id": s, "message_id": m, "received_at": row["received_at"]}
+                for (s, m), row in unique.items()
+            ],
+        )
+        fresh = [unique[(s, m)] for s, m in claimed]
+    if fresh:
+        conn.execute(events.insert(), fresh)
+    if rejected:
+        conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), list(rejected))
+    return Stored(accepted=len(fresh), duplicates=len(rows) - len(fresh))
+
+
+def _insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+
+
+def rejection_row(
+    *,
+    rejection_id: UUID,
+    source_id: UUID,
+    received_at: datetime,
+    origin: str,
+    position: int | None,
+    code: str,
+    message: str,
+    field: str | None,
+    payload: Any,
+) -> dict[str, Any]:
+    """A ``rejected_events`` row; the raw payload is kept (as JSON text, truncated if huge)."""
+    text = payload if isinstance(payload, str) else orjson.dumps(payload, default=str).decode()
+    return {
+        "id": rejection_id,
+        "source_id": source_id,
+        "received_at": received_at,
+        "origin": origin[:300],
+        "position": position,
+        "code": code,
+        "message": message,
+        "field": field,
+        "payload": text[:MAX_PAYLOAD_KEPT],
+    }
+
+
+def prune_seen(conn: Connection, before: datetime) -> int:
+    """Forget message ids received before ``before`` (the end of the de-duplication window)."""
+    return conn.execute(seen_messages.delete().where(seen_messages.c.received_at < before)).rowcount
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Filters for reading events back; every field is optional."""
+
+    source: str | None = None
+    type: str | None = None
+    event: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_events(
+    conn: Connection, filters: EventFilter, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Events newest first, keyset-paginated; returns the page and the next page's cursor."""
+    query = sa.select(events, sources.c.name.label("source")).join(sources)
+    for column, value in (
+        (sources.c.name, filters.source),
+        (events.c.type, filters.type),
+        (events.c.event, filters.event),
+        (events.c.user_id, filters.user_id),
+        (events.c.anonymous_id, filters.anonymous_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.since is not None:
+        query = query.where(events.c.timestamp >= filters.since)
+    if filters.until is not None:
+        query = query.where(events.c.timestamp < filters.until)
+    query = _after_cursor(query, events.c.timestamp, events.c.id, cursor)
+    query = query.order_by(events.c.timestamp.desc(), events.c.id.desc()).limit(limit + 1)
+    rows = [row._mapping for row in conn.execute(query)]
+    page = [event_dict(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return page, _cursor(rows[limit - 1]["timestamp"], rows[limit - 1]["id"]) if more else None
+
+
+def list_rejected(
+    conn: Connection, *, source: str | None = None, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Rejected events newest first, with reason and raw payload."""
+    query = sa.select(rejected_events, sources.c.name.label("source")).join(sources)
+    if source is not None:
+        query = query.where(sources.c.name == source)
+    query = _after_cursor(query, rejected_events.c.received_at, rejected_events.c.id, cursor)
+    query = query.order_by(rejected_events.c.received_at.desc(), rejected_events.c.id.desc())
+    rows = [row._mapping for row in conn.execute(query.limit(limit + 1))]
+    page = [
+        {
+            "id": str(row["id"]),
+            "source": row["source"],
+            "received_at": isoformat(row["received_at"]),
+            "origin": row["origin"],
+            "position": row["position"],
+            "code": row["code"],
+            "message": row["message"],
+            "field": row["field"],
+            "payload": row["payload"],
+        }
+        for row in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return page, _cursor(rows[limit - 1]["received_at"], rows[limit - 1]["id"]) if more else None
+
+
+def event_dict(row: Any) -> dict[str, Any]:
+    """An event as the API shows it: Segment's field names plus Plait's enrichment."""
+    return {
+        "id": str(row["id"]),
+        "messageId": row["message_id"],
+        "source": row["source"],
+        "type": row["type"],
+        "event": row["event"],
+        "name": row["name"],
+        "userId": row["user_id"],
+        "anonymousId": row["anonymous_id"],
+        "groupId": row["group_id"],
+        "previousId": row["previous_id"],
+        "channel": row["channel"],
+        "traffic": {
+            "source": row["traffic_source"],
+            "medium": row["traffic_medium"],
+            "campaign": row["traffic_campaign"],
+        },
+        "device": {"type": row["device_type"], "os": row["os"], "browser": row["browser"]},
+        "timestamp": isoformat(row["timestamp"]),
+        "originalTimestamp": isoformat(row["original_timestamp"]),
+        "sentAt": isoformat(row["sent_at"]),
+        "receivedAt": isoformat(row["received_at"]),
+        "traits": row["traits"],
+        "properties": row["properties"],
+        "context": row["context"],
+        "integrations": row["integrations"],
+        "warnings": row["warnings"],
+    }
+
+
+def _cursor(moment: datetime, row_id: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{moment.isoformat()}|{row_id}".encode()).decode()
+
+
+def _after_cursor(query: sa.Select, time_col: Any, id_col: Any, cursor: str | None) -> sa.Select:
+    if not cursor:
+        return query
+    try:
+        moment_text, _, id_text = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        moment, row_id = parse_timestamp(moment_text), UUID(id_text)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("the cursor is not one this API gave out", field="cursor") from None
+    return query.where(sa.or_(time_col < moment, sa.and_(time_col == moment, id_col < row_id)))

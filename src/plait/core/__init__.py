@@ -1,0 +1,1 @@
+"""The foundation every area builds on: settings, database, lake, ids, clock, errors, auth."""

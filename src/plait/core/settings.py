@@ -1,0 +1,93 @@
+"""Settings from defaults, an optional ``plait.toml`` and ``PLAIT_*`` environment variables.
+
+Precedence, lowest first: built-in defaults, ``plait.toml`` (``$PLAIT_CONFIG`` or
+``./plait.toml``), environment. Nested settings use ``__`` in environment names, e.g.
+``PLAIT_COLLECT__DEDUP_WINDOW_DAYS=3``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class CollectSettings(BaseModel):
+    """Limits and rules of the tracking API and importers."""
+
+    max_event_bytes: int = Field(32 * 1024, gt=0)
+    max_request_bytes: int = Field(500 * 1024, gt=0)
+    max_batch_events: int = Field(2500, gt=0)
+    dedup_window_days: float = Field(7, ge=0)
+    future_tolerance_seconds: float = Field(300, ge=0)
+
+
+class ServerSettings(BaseModel):
+    """How ``plait serve`` listens and what it does in the background."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8400, gt=0, lt=65536)
+    lake_sync_interval_seconds: float = Field(5, gt=0)
+    public_url: str | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Plait; each field has a default and an env override."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PLAIT_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Path("./plait-data")
+    database_url: str = ""
+    lake: str = ""
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    collect: CollectSettings = CollectSettings()
+    server: ServerSettings = ServerSettings()
+    channels: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _derive_locations(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{home / 'plait.db'}")
+        if not self.lake:
+            object.__setattr__(self, "lake", str(home / "lake"))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_path())
+        return (init_settings, env_settings, toml)
+
+
+def config_path() -> Path:
+    """Where ``plait.toml`` is read from: ``$PLAIT_CONFIG`` or the working directory."""
+    return Path(os.environ.get("PLAIT_CONFIG", "plait.toml"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,76 @@
+"""``plait demo``: build the synthetic world, then serve it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from plait.collect.replication import sync_lake
+from plait.core.auth import create_token
+from plait.core.console import console, open_database, print_json
+from plait.core.db import write
+from plait.core.settings import get_settings
+
+
+def demo_command(
+    customers: Annotated[int, typer.Option(min=1, help="synthetic customers")] = 1000,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="days of history")] = 90,
+    seed: Annotated[int, typer.Option(help="random seed; the same seed gives the same world")] = 7,
+    serve: Annotated[bool, typer.Option(help="start the server afterwards")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
+) -> None:
+    """Build a realistic omnichannel demo world, then start the server."""
+    from plait.demo.build import build_demo
+
+    settings = get_settings()
+    engine = open_database(settings)
+    columns = (
+        TextColumn("building demo world"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=as_json) as progress:
+        task = progress.add_task("demo", total=None)
+        report = build_demo(
+            engine,
+            settings,
+            customers=customers,
+            days=days,
+            seed=seed,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    lake = sync_lake(engine, settings)
+    with write(engine) as conn:
+        token = create_token(conn, "admin", "demo admin")
+    url = f"http://{settings.server.host}:{settings.server.port}"
+    summary = {
+        **report.to_dict(),
+        "lake_rows": lake.rows,
+        "url": url,
+        "admin_token": token["token"],
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(
+            f"Stored [bold]{report.result.accepted:,}[/] events"
+            f" ({report.result.duplicates:,} already present) from {customers:,} customers"
+            f" over {days} days; {lake.rows:,} replicated to the lake."
+        )
+        for name, key in report.write_keys.items():
+            console.print(f"  source {name}: write key {key}", highlight=False)
+        console.print(f"Admin API token: [bold]{token['token']}[/]", highlight=False)
+        console.print(
+            f"Try: curl -H 'Authorization: Bearer {token['token']}' {url}/api/events",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if serve:
+        from plait.server_runner import run_server
+
+        console.print(f"Serving on [bold]{url}[/] (Ctrl+C to stop)")
+        run_server(settings)

@@ -1,0 +1,7 @@
+"""Every table of every area, on one MetaData: what migrations are compared against."""
+
+from plait.collect import event_store, replication
+from plait.core import auth, sources
+from plait.core.db import metadata
+
+__all__ = ["auth", "event_store", "metadata", "replication", "sources"]

@@ -1,0 +1,112 @@
+"""The ASGI application: mounts each area's routers, renders every error as JSON, and runs
+the background work of ``plait serve`` (lake replication, de-duplication window upkeep)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from plait import __version__
+from plait.collect.api import management, tracking
+from plait.collect.event_store import prune_seen
+from plait.collect.ingest import rules_from_settings
+from plait.collect.replication import sync_lake
+from plait.core.clock import utcnow
+from plait.core.db import get_engine, write
+from plait.core.errors import PlaitError
+from plait.core.settings import Settings, get_settings
+from plait.migrations import upgrade
+
+log = logging.getLogger("plait.server")
+
+
+def create_app(
+    settings: Settings | None = None, *, migrate: bool = True, background: bool = True
+) -> FastAPI:
+    """The Plait application for ``settings``; ``background`` runs lake replication."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await run_in_threadpool(upgrade, app.state.engine)
+        task = asyncio.create_task(_background(app)) if background else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="Plait", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = get_engine(settings)
+    app.state.rules = rules_from_settings(settings)
+    app.state.write_key_cache = {}
+    app.include_router(tracking)
+    app.include_router(management)
+    _install_error_handlers(app)
+
+    @app.get("/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PlaitError)
+    async def plait_error(_request: Request, exc: PlaitError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+        error = PlaitError(
+            first.get("msg", "invalid request"),
+            code="invalid_input",
+            field=".".join(location) or None,
+        )
+        return JSONResponse(error.to_dict(), status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        body = {"error": {"code": code, "message": str(exc.detail)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        body = {"error": {"code": "internal_error", "message": "an unexpected error occurred"}}
+        return JSONResponse(body, status_code=500)
+
+
+async def _background(app: FastAPI) -> None:
+    """Replicate to the lake every few seconds and forget message ids past the window."""
+    settings: Settings = app.state.settings
+    engine = app.state.engine
+    while True:
+        try:
+            await run_in_threadpool(sync_lake, engine, settings)
+            await run_in_threadpool(_prune, engine, settings)
+        except Exception:
+            log.exception("background lake sync failed; retrying")
+        await asyncio.sleep(settings.server.lake_sync_interval_seconds)
+
+
+def _prune(engine: object, settings: Settings) -> None:
+    window = timedelta(days=settings.collect.dedup_window_days)
+    with write(engine) as conn:  # type: ignore[arg-type]
+        prune_seen(conn, utcnow() - window)
