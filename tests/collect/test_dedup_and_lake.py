@@ -1,0 +1,100 @@
+"""The de-duplication window and the event lake's layout and idempotence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import pyarrow.dataset as ds
+import sqlalchemy as sa
+
+from plait.collect.event_store import events, prune_seen
+from plait.collect.ingest import ingest, rules_from_settings
+from plait.collect.messages import Envelope
+from plait.collect.replication import pending_count, sync_lake
+from plait.core.clock import utcnow
+from plait.core.db import read, write
+from plait.core.sources import find_source
+
+
+def send(engine, settings, messages, received_at=None):
+    with read(engine) as conn:
+        website = find_source(conn, "Website")
+    envelope = Envelope(website, received_at or utcnow())
+    return ingest(engine, messages, envelope, rules_from_settings(settings))
+
+
+def test_a_message_id_is_stored_again_only_after_the_window(engine, settings, source) -> None:
+    message = {"type": "track", "userId": "u", "event": "E", "messageId": "m-1"}
+    old = utcnow() - timedelta(days=8)
+    assert send(engine, settings, [message], received_at=old).accepted == 1
+    assert send(engine, settings, [message]).duplicates == 1
+    with write(engine) as conn:
+        forgotten = prune_seen(conn, utcnow() - timedelta(days=settings.collect.dedup_window_days))
+    assert forgotten == 1
+    assert send(engine, settings, [message]).accepted == 1
+    with write(engine) as conn:
+        assert prune_seen(conn, utcnow() - timedelta(days=7)) == 0
+    assert send(engine, settings, [message]).duplicates == 1
+
+
+def test_lake_is_partitioned_by_day_and_sync_is_idempotent(engine, settings, source) -> None:
+    messages = [
+        {
+            "type": "track",
+            "userId": f"u{i}",
+            "event": "E",
+            "properties": {"i": i},
+            "timestamp": f"2026-05-0{1 + i % 3}T12:00:00Z",
+            "context": {"locale": "en"},
+        }
+        for i in range(9)
+    ]
+    send(engine, settings, messages)
+    with read(engine) as conn:
+        assert pending_count(conn) == 9
+    report = sync_lake(engine, settings)
+    assert (report.batches, report.rows, len(report.files)) == (1, 9, 3)
+    assert sorted(path.split("/")[-2] for path in report.files) == [
+        "date=2026-05-01",
+        "date=2026-05-02",
+        "date=2026-05-03",
+    ]
+    again = sync_lake(engine, settings)
+    assert (again.batches, again.rows, again.files) == (0, 0, [])
+    lake = ds.dataset(f"{settings.lake}/events", format="parquet", partitioning="hive")
+    table = lake.to_table()
+    assert table.num_rows == 9
+    assert sorted(table["user_id"].to_pylist()) == sorted(f"u{i}" for i in range(9))
+    assert table.schema.field("timestamp").type.tz == "UTC"
+    first = table.filter(ds.field("user_id") == "u0").to_pylist()[0]
+    assert orjson.loads(first["properties"]) == {"i": 0}
+    assert orjson.loads(first["context"])["locale"] == "en"
+    assert first["source"] == "Website"
+    assert str(first["date"]) == "2026-05-01"
+    with read(engine) as conn:
+        assert pending_count(conn) == 0
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(events).where(events.c.lake_batch.is_(None))
+            ).scalar_one()
+            == 0
+        )
+
+
+def test_new_events_go_to_new_files(engine, settings, source) -> None:
+    send(
+        engine,
+        settings,
+        [{"type": "page", "anonymousId": "a", "timestamp": "2026-05-01T00:00:00Z"}],
+    )
+    first = sync_lake(engine, settings)
+    send(
+        engine,
+        settings,
+        [{"type": "page", "anonymousId": "b", "timestamp": "2026-05-01T01:00:00Z"}],
+    )
+    second = sync_lake(engine, settings)
+    assert first.files != second.files
+    table = ds.dataset(f"{settings.lake}/events", format="parquet", partitioning="hive").to_table()
+    assert sorted(table["anonymous_id"].to_pylist()) == ["a", "b"]
