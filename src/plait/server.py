@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from plait import __version__
 from plait.collect.api import management, tracking
 from plait.collect.event_store import prune_seen
+from plait.collect.group_commit import GroupCommitter
 from plait.collect.ingest import rules_from_settings
 from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
@@ -39,6 +40,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await run_in_threadpool(upgrade, app.state.engine)
+        app.state.committer = GroupCommitter(app.state.engine)
         task = asyncio.create_task(_background(app)) if background else None
         try:
             yield
@@ -47,6 +49,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await run_in_threadpool(app.state.committer.close)
 
     app = FastAPI(title="Plait", version=__version__, lifespan=lifespan)
     app.state.settings = settings

@@ -140,8 +140,9 @@ async def receive_batch(request: Request) -> JSONResponse:
         integrations=_object(payload, "integrations"),
         ip=request.client.host if request.client else None,
     )
+    state = request.app.state
     result = await run_in_threadpool(
-        ingest, request.app.state.engine, items, envelope, request.app.state.rules
+        ingest, state.engine, items, envelope, state.rules, committer=state.committer
     )
     return JSONResponse(result.to_dict())
 
@@ -154,8 +155,9 @@ def _typed_endpoint(type_: str):  # type: ignore[no-untyped-def]
             received_at=received_at,
             ip=request.client.host if request.client else None,
         )
+        state = request.app.state
         stored = await run_in_threadpool(
-            ingest_one, request.app.state.engine, payload, envelope, request.app.state.rules, type_
+            ingest_one, state.engine, payload, envelope, state.rules, type_, state.committer
         )
         return JSONResponse(
             {"success": True, "accepted": stored.accepted, "duplicates": stored.duplicates}

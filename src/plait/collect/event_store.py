@@ -98,26 +98,46 @@ class Stored:
 
 def store(conn: Connection, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:
     """Store new events (skipping message ids already seen) and rejections, set-wise."""
-    unique: dict[tuple[UUID, str], dict[str, Any]] = {}
-    for row in rows:
-        unique.setdefault((row["source_id"], row["message_id"]), row)
-    fresh: list[dict[str, Any]] = []
-    if unique:
+    return store_groups(conn, [(rows, rejected)])[0]
+
+
+def store_groups(
+    conn: Connection, groups: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict]]]
+) -> list[Stored]:
+    """Store several requests' events in one transaction, reporting each request's outcome.
+
+    A message id seen twice — in the database, or in two requests of the group — is stored
+    once and counted as accepted by the first request that carried it.
+    """
+    owner: dict[tuple[UUID, str], tuple[int, dict[str, Any]]] = {}
+    for index, (rows, _rejected) in enumerate(groups):
+        for row in rows:
+            owner.setdefault((row["source_id"], row["message_id"]), (index, row))
+    accepted = [0] * len(groups)
+    if owner:
         claimed = conn.execute(
             _insert(conn)(seen_messages)
             .on_conflict_do_nothing()
             .returning(seen_messages.c.source_id, seen_messages.c.message_id),
             [
                 {"source_id": s, "message_id": m, "received_at": row["received_at"]}
-                for (s, m), row in unique.items()
+                for (s, m), (_index, row) in owner.items()
             ],
         )
-        fresh = [unique[(s, m)] for s, m in claimed]
-    if fresh:
-        conn.execute(events.insert(), fresh)
-    if rejected:
-        conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), list(rejected))
-    return Stored(accepted=len(fresh), duplicates=len(rows) - len(fresh))
+        fresh = []
+        for key in claimed:
+            index, row = owner[tuple(key)]
+            accepted[index] += 1
+            fresh.append(row)
+        if fresh:
+            conn.execute(events.insert(), fresh)
+    rejected_rows = [row for _rows, rejected in groups for row in rejected]
+    if rejected_rows:
+        conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
+    return [
+        Stored(accepted=accepted[index], duplicates=len(rows) - accepted[index])
+        for index, (rows, _rejected) in enumerate(groups)
+    ]
 
 
 def _insert(conn: Connection) -> Any:

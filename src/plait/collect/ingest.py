@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from plait.collect.channels import ChannelRules
 from plait.collect.event_store import Stored, rejection_row, store
+from plait.collect.group_commit import GroupCommitter
 from plait.collect.messages import Envelope, InvalidMessage, Rules, normalize, random_message_id
 from plait.collect.sources import channel_config
 from plait.core.db import write
@@ -119,13 +120,15 @@ def ingest(
     positions: Sequence[int] | None = None,
     failures: Sequence[tuple[int, InvalidMessage, Any]] = (),
     content_ids: bool = False,
+    committer: GroupCommitter | None = None,
 ) -> IngestResult:
     """Validate, enrich and store messages; invalid ones are kept as rejected events.
 
     ``positions`` numbers the messages in reports (batch index, or a file's line numbers);
     ``failures`` are items that failed before they were messages (a line of bad JSON).
     With ``content_ids`` a message without a ``messageId``, and a rejection, get ids derived
-    from their content, so ingesting the same file again stores nothing new.
+    from their content, so ingesting the same file again stores nothing new. A server passes
+    its ``committer`` so concurrent requests share commits.
     """
     make_id = content_message_id(envelope.source) if content_ids else random_message_id
     rows, failed = [], list(failures)
@@ -151,8 +154,7 @@ def ingest(
         )
         for position, exc, payload in sorted(failed, key=lambda item: item[0])
     ]
-    with write(engine) as conn:
-        stored = store(conn, rows, rejected)
+    stored = _store(engine, committer, rows, rejected)
     reports = [
         {
             "index": row["position"],
@@ -182,7 +184,12 @@ def _content_uuid(source_id: UUID, position: int, payload: Any) -> UUID:
 
 
 def ingest_one(
-    engine: Engine, message: Any, envelope: Envelope, rules: Rules, type_: str
+    engine: Engine,
+    message: Any,
+    envelope: Envelope,
+    rules: Rules,
+    type_: str,
+    committer: GroupCommitter | None = None,
 ) -> Stored:
     """Store a single message sent to a typed endpoint; an invalid one raises and writes nothing."""
     try:
@@ -190,5 +197,13 @@ def ingest_one(
     except InvalidMessage as exc:
         status = 413 if exc.code == "event_too_large" else 400
         raise InvalidInput(exc.message, code=exc.code, field=exc.field, status=status) from None
+    return _store(engine, committer, [row], [])
+
+
+def _store(
+    engine: Engine, committer: GroupCommitter | None, rows: list[dict], rejected: list[dict]
+) -> Stored:
+    if committer is not None:
+        return committer.store(rows, rejected)
     with write(engine) as conn:
-        return store(conn, [row], [])
+        return store(conn, rows, rejected)
