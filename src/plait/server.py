@@ -69,8 +69,12 @@ def create_app(
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlaitError)
-    async def plait_error(_request: Request, exc: PlaitError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+    async def plait_error(request: Request, exc: PlaitError) -> JSONResponse:
+        body = exc.to_dict()
+        if request.url.path.startswith("/v1/"):
+            # The Segment and RudderStack SDKs read a top-level code and message.
+            body = {**body, "code": exc.code, "message": exc.message}
+        return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

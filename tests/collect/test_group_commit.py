@@ -71,3 +71,34 @@ def test_a_failed_commit_is_reported_to_every_waiter(engine, settings, source) -
         assert outcome.accepted == 1
     finally:
         committer.close()
+
+
+def test_one_bad_request_does_not_fail_its_group(engine, settings, source) -> None:
+    with read(engine) as conn:
+        website = find_source(conn, "Website")
+    rules = rules_from_settings(settings)
+    committer = GroupCommitter(engine)
+    good = [
+        normalize(
+            {"type": "track", "userId": "u", "event": f"E{i}"}, Envelope(website, utcnow()), rules
+        )
+        for i in range(20)
+    ]
+    bad = {**good[0], "message_id": "bad", "type": None}
+
+    def submit(index: int):
+        rows = [bad] if index == 7 else [good[index]]
+        try:
+            return committer.store(rows, [])
+        except sa.exc.SQLAlchemyError as exc:
+            return exc
+
+    try:
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            outcomes = list(pool.map(submit, range(20)))
+    finally:
+        committer.close()
+    assert isinstance(outcomes[7], sa.exc.SQLAlchemyError)
+    assert all(o.accepted == 1 for i, o in enumerate(outcomes) if i != 7)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one() == 19

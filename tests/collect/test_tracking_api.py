@@ -440,3 +440,39 @@ def test_errors_are_json_for_unknown_routes_and_methods(client) -> None:
     wrong = client.get("/v1/track")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_nul_characters_are_refused_per_event(client, engine, source) -> None:
+    single = post(client, "/v1/track", {"userId": "u", "event": "a\u0000b"}, source["write_key"])
+    assert single.status_code == 400
+    assert single.json()["error"]["code"] == "invalid_character"
+    batch = {
+        "batch": [
+            {"type": "track", "userId": "u", "event": "Good"},
+            {"type": "track", "userId": "u", "event": "E", "properties": {"k\u0000": 1}},
+        ]
+    }
+    response = post(client, "/v1/batch", batch, source["write_key"]).json()
+    assert response["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in response["rejected"]] == [(1, "invalid_character")]
+    in_context = post(
+        client, "/v1/batch", {"batch": [], "context": {"x": "\u0000"}}, source["write_key"]
+    )
+    assert (in_context.status_code, in_context.json()["error"]["field"]) == (400, "context")
+    assert [row["event"] for row in stored(engine)] == ["Good"]
+
+
+def test_tracking_errors_also_carry_top_level_code_for_the_sdks(client, source) -> None:
+    body = post(client, "/v1/batch", b"{", source["write_key"]).json()
+    assert body["code"] == body["error"]["code"] == "invalid_json"
+    assert body["message"] == body["error"]["message"]
+
+
+def test_page_category_is_kept(client, engine, source) -> None:
+    post(
+        client,
+        "/v1/page",
+        {"userId": "u", "name": "Shoes", "category": "Catalog"},
+        source["write_key"],
+    )
+    assert stored(engine)[0]["properties"] == {"category": "Catalog"}

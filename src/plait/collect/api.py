@@ -9,6 +9,7 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
 from plait.collect.ingest import decode_body, ingest, ingest_one
-from plait.collect.messages import SHORT_TYPES, TYPES, Envelope
+from plait.collect.messages import SHORT_TYPES, TYPES, Envelope, InvalidMessage, check_no_nul
 from plait.collect.sources import add_source
 from plait.core.auth import Principal, require
 from plait.core.clock import parse_timestamp, utcnow
@@ -114,8 +115,14 @@ def _optional_time(payload: dict[str, Any], field: str) -> datetime | None:
 
 def _object(payload: dict[str, Any], field: str) -> dict[str, Any] | None:
     value = payload.get(field)
-    if value is not None and not isinstance(value, dict):
+    if value is None:
+        return None
+    if not isinstance(value, dict):
         raise InvalidInput(f"{field} must be an object", field=field)
+    try:
+        check_no_nul(orjson.dumps(value))
+    except InvalidMessage as exc:
+        raise InvalidInput(exc.message, code=exc.code, field=field) from None
     return value
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from plait.core.clock import isoformat, parse_timestamp
-from plait.core.db import JSONValue, UTCDateTime, metadata
+from plait.core.db import JSONValue, UTCDateTime, bulk_insert, metadata
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
 
@@ -129,8 +129,7 @@ def store_groups(
             index, row = owner[tuple(key)]
             accepted[index] += 1
             fresh.append(row)
-        if fresh:
-            conn.execute(events.insert(), fresh)
+        bulk_insert(conn, events, fresh)
     rejected_rows = [row for _rows, rejected in groups for row in rejected]
     if rejected_rows:
         conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)

@@ -63,12 +63,21 @@ class GroupCommitter:
             self._commit(group)
 
     def _commit(self, group: list[tuple[Sequence[dict], Sequence[dict], Future[Stored]]]) -> None:
+        """Commit the group; if that fails, commit each request alone, so one bad request
+        fails only itself."""
         try:
             with write(self.engine) as conn:
                 outcomes = store_groups(conn, [(rows, rejected) for rows, rejected, _ in group])
+        except Exception as exc:
+            if len(group) == 1:
+                group[0][2].set_exception(exc)
+                return
+            for item in group:
+                self._commit([item])
+            return
         except BaseException as exc:  # every waiter must hear of the failure
             for _rows, _rejected, done in group:
                 done.set_exception(exc)
-            return
+            raise
         for (_rows, _rejected, done), outcome in zip(group, outcomes, strict=True):
             done.set_result(outcome)

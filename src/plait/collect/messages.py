@@ -6,6 +6,7 @@ Pure functions over plain data. One message becomes one row for the ``events`` t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -64,6 +65,17 @@ class Rules:
     future_tolerance: timedelta = timedelta(minutes=5)
 
 
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def check_no_nul(encoded: bytes) -> None:
+    """Refuse JSON holding the NUL character, which PostgreSQL cannot store in text."""
+    if b"\\u0000" in encoded and _NUL.search(encoded):
+        raise InvalidMessage(
+            "invalid_character", "strings may not contain the NUL character (\\u0000)"
+        )
+
+
 def random_message_id(_message: Mapping[str, Any]) -> str:
     """A fresh message id for a message that came without one."""
     return str(uuid7())
@@ -85,10 +97,12 @@ def normalize(
     """
     if not isinstance(message, dict):
         raise InvalidMessage("invalid_event", "an event must be a JSON object")
-    if check_size and len(orjson.dumps(message)) > rules.max_event_bytes:
+    encoded = orjson.dumps(message)
+    if check_size and len(encoded) > rules.max_event_bytes:
         raise InvalidMessage(
             "event_too_large", f"an event may be at most {rules.max_event_bytes} bytes"
         )
+    check_no_nul(encoded)
     kind = type_ or message.get("type")
     if kind not in TYPES:
         raise InvalidMessage(
@@ -128,6 +142,9 @@ def normalize(
         context["ip"] = envelope.ip
     integrations = _merged(envelope.integrations, message.get("integrations"))
     properties = message.get("properties") or {}
+    category = message.get("category")
+    if kind == "page" and isinstance(category, str) and category and "category" not in properties:
+        properties = {**properties, "category": category}
     traits = message.get("traits")
     if traits is None and kind == "identify" and isinstance(context.get("traits"), dict):
         traits = context["traits"]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from plait.collect.event_store import events
 from plait.core.clock import utcnow
 from plait.core.db import UTCDateTime, metadata, read, write
-from plait.core.lake import write_parquet
+from plait.core.lake import remove_stale_temporaries, write_parquet
 from plait.core.settings import Settings
 from plait.core.sources import sources
 
@@ -79,6 +79,7 @@ class SyncReport:
 def sync_lake(engine: Engine, settings: Settings, *, batch_size: int = 100_000) -> SyncReport:
     """Replicate every event not yet in the lake; safe to run again at any point."""
     report = SyncReport()
+    remove_stale_temporaries(settings.lake)
     while True:
         with write(engine) as conn:
             batch_id = _unfinished_batch(conn) or _claim_batch(conn, batch_size)

@@ -7,10 +7,11 @@ concurrent writers wait for each other instead of failing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -125,6 +126,35 @@ def read(engine: Engine) -> Iterator[Connection]:
     """A read-only unit of work (one consistent snapshot)."""
     with engine.connect() as conn, conn.begin():
         yield conn
+
+
+def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert many rows through the driver's ``executemany``, skipping Core's per-row work.
+
+    Values go through the same bind processors SQLAlchemy would apply, so what is stored
+    is identical; columns missing from the rows get NULL.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    columns = list(table.columns)
+    processors = [column.type._cached_bind_processor(dialect) for column in columns]
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    preparer = dialect.identifier_preparer
+    sql = (
+        f"INSERT INTO {preparer.format_table(table)} "
+        f"({', '.join(preparer.format_column(c) for c in columns)}) "
+        f"VALUES ({', '.join(marker for _ in columns)})"
+    )
+    names = [column.name for column in columns]
+    params = [
+        tuple(
+            process(row.get(name)) if process else row.get(name)
+            for name, process in zip(names, processors, strict=True)
+        )
+        for row in rows
+    ]
+    conn.exec_driver_sql(sql, params)
 
 
 def dispose_engines() -> None:

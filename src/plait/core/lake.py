@@ -5,6 +5,7 @@ renamed, so a reader never sees half a file and a re-run rewrites the same name.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,13 +23,23 @@ def lake_filesystem(location: str) -> tuple[pafs.FileSystem, str]:
     return pafs.FileSystem.from_uri(location)
 
 
+TEMPORARY_DIR = "_tmp"
+
+
 def write_parquet(table: pa.Table, location: str, relative_path: str) -> str:
-    """Write ``table`` to ``relative_path`` under the lake, atomically; returns the full path."""
+    """Write ``table`` to ``relative_path`` under the lake, atomically; returns the full path.
+
+    The file is written in the lake's ``_tmp`` folder (outside every dataset) and renamed
+    into place, so a crash leaves at most a stray temporary file, which
+    :func:`remove_stale_temporaries` deletes later.
+    """
     filesystem, root = lake_filesystem(location)
     final = f"{root.rstrip('/')}/{relative_path}"
     parent = final.rsplit("/", 1)[0]
-    temporary = f"{parent}/.tmp-{uuid7()}.parquet"
+    scratch = f"{root.rstrip('/')}/{TEMPORARY_DIR}"
+    temporary = f"{scratch}/{uuid7()}.parquet"
     filesystem.create_dir(parent, recursive=True)
+    filesystem.create_dir(scratch, recursive=True)
     if isinstance(filesystem, pafs.LocalFileSystem):
         with open(temporary, "wb") as handle:
             pq.write_table(table, handle, compression="zstd")
@@ -42,6 +53,20 @@ def write_parquet(table: pa.Table, location: str, relative_path: str) -> str:
     return final
 
 
+def remove_stale_temporaries(location: str, older_than_seconds: float = 600) -> int:
+    """Delete temporary files left by writers that died; returns how many."""
+    filesystem, root = lake_filesystem(location)
+    selector = pafs.FileSelector(f"{root.rstrip('/')}/{TEMPORARY_DIR}", allow_not_found=True)
+    cutoff = time.time() - older_than_seconds
+    removed = 0
+    for info in filesystem.get_file_info(selector):
+        modified = info.mtime.timestamp() if info.mtime else 0
+        if info.type == pafs.FileType.File and modified < cutoff:
+            filesystem.delete_file(info.path)
+            removed += 1
+    return removed
+
+
 def _fsync_directory(path: str) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -50,8 +75,8 @@ def _fsync_directory(path: str) -> None:
         os.close(descriptor)
 
 
+
 def dataset_path(location: str, name: str) -> str:
     """Where a dataset (``events``, ``identities``) lives in the lake."""
-    filesystem, root = lake_filesystem(location)
-    del filesystem
+    _filesystem, root = lake_filesystem(location)
     return f"{root.rstrip('/')}/{name}"
