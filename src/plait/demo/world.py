@@ -26,14 +26,15 @@ again; the rest browse and give up. Customers who abandon a form after giving th
 are called back (outbound ``Call Completed``) within a day or two.
 
 Volume: about 50 messages per customer on average at ``days=90`` (heavily skewed: most visitors
-leave a handful, engaged contacts a few hundred), so ``customers=200_000`` gives roughly 10
-million messages. Generation runs at well over 100k messages/s on one core.
+leave a handful, engaged contacts a few hundred); ``customers=200_000`` gives about 10 million
+messages. Generation runs at 150k-190k messages/s on one core (CPython 3.11) in constant memory.
 """
 
 from __future__ import annotations
 
 import random
 import unicodedata
+from base64 import urlsafe_b64encode
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -72,6 +73,7 @@ _MINUTE = 60.0
 _HOUR = 3600.0
 _DAY = 86400.0
 _WEEK = 7 * _DAY
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STAGES = ("lead", "mql", "sql", "customer")
 _LEAD, _MQL, _SQL, _CUSTOMER = range(4)
 
@@ -101,6 +103,7 @@ class _Product:
 
 
 def _products() -> tuple[_Product, ...]:
+    """Return the catalogue."""
     rows = (
         ("sofas", "Oslo 3-Seater Sofa", 1299.0),
         ("sofas", "Bergen Corner Sofa", 1899.0),
@@ -157,8 +160,11 @@ _FIXED_PAGES = {
     "checkout": ("/checkout", f"Checkout | {BRAND}", "Checkout"),
     "confirmation": ("/checkout/confirmation", f"Thank You | {BRAND}", "Order Confirmation"),
     "signup": ("/account/register", f"Create an Account | {BRAND}", "Sign Up"),
-    "consultation": ("/book-a-consultation", f"Book a Free Design Consultation | {BRAND}",
-                     "Consultation"),
+    "consultation": (
+        "/book-a-consultation",
+        f"Book a Free Design Consultation | {BRAND}",
+        "Consultation",
+    ),
     "newsletter": ("/newsletter", f"Get Inspired: Our Newsletter | {BRAND}", "Newsletter"),
     "contact": ("/contact", f"Contact Us | {BRAND}", "Contact"),
 }
@@ -168,19 +174,43 @@ _FORMS = {
     "contact": ("contact-us", "Contact Us", 0.55),
 }
 _pick_form = _weighted((("newsletter", 0.45), ("consultation", 0.4), ("contact", 0.15)))
-_pick_next_page = _weighted((
-    ("product", 0.5), ("collection", 0.22), ("home", 0.06), ("blog", 0.07), ("stores", 0.05),
-    ("faq", 0.04), ("delivery", 0.04), ("contact", 0.02),
-))
+_pick_next_page = _weighted(
+    (
+        ("product", 0.5),
+        ("collection", 0.22),
+        ("home", 0.06),
+        ("blog", 0.07),
+        ("stores", 0.05),
+        ("faq", 0.04),
+        ("delivery", 0.04),
+        ("contact", 0.02),
+    )
+)
 
-_NEW_CHANNELS = _weighted((
-    ("organic_search", 28), ("direct", 12), ("paid_search", 16), ("paid_social", 14),
-    ("organic_social", 8), ("referral", 8), ("display", 7), ("affiliate", 7),
-))
-_RETURN_CHANNELS = _weighted((
-    ("organic_search", 24), ("direct", 34), ("paid_search", 10), ("paid_social", 7),
-    ("organic_social", 6), ("referral", 4), ("display", 10), ("affiliate", 5),
-))
+_NEW_CHANNELS = _weighted(
+    (
+        ("organic_search", 28),
+        ("direct", 12),
+        ("paid_search", 16),
+        ("paid_social", 14),
+        ("organic_social", 8),
+        ("referral", 8),
+        ("display", 7),
+        ("affiliate", 7),
+    )
+)
+_RETURN_CHANNELS = _weighted(
+    (
+        ("organic_search", 24),
+        ("direct", 34),
+        ("paid_search", 10),
+        ("paid_social", 7),
+        ("organic_social", 6),
+        ("referral", 4),
+        ("display", 10),
+        ("affiliate", 5),
+    )
+)
 _LANDING = {
     "organic_search": _weighted((("blog", 35), ("product", 30), ("collection", 20), ("home", 15))),
     "direct": _weighted((("home", 80), ("product", 10), ("stores", 10))),
@@ -194,24 +224,45 @@ _LANDING = {
     "sms": _weighted((("collection", 70), ("product", 30))),
 }
 _PAID_SEARCH_CAMPAIGNS = (
-    ("brand_exact", "lindwood+home"), ("generic_sofas", "grey+corner+sofa"),
-    ("generic_kitchens", "oak+kitchen+design"), ("generic_lighting", "floor+lamp"),
-    ("shopping_textiles", "linen+duvet+cover"), ("generic_dining", "extending+dining+table"),
+    ("brand_exact", "lindwood+home"),
+    ("generic_sofas", "grey+corner+sofa"),
+    ("generic_kitchens", "oak+kitchen+design"),
+    ("generic_lighting", "floor+lamp"),
+    ("shopping_textiles", "linen+duvet+cover"),
+    ("generic_dining", "extending+dining+table"),
 )
-_SOCIAL_CAMPAIGNS = ("spring_living_carousel", "kitchen_ugc_video", "cosy_nights_reels",
-                     "retarget_viewed_products", "lookalike_buyers")
-_DISPLAY = (("google", "gdn_prospecting"), ("criteo", "dynamic_retargeting"),
-            ("taboola", "native_inspiration"))
-_AFFILIATES = (("awin", "https://www.vouchercodes.example/lindwood"),
-               ("rakuten", "https://www.topcashback.example/lindwood-home/"),
-               ("awin", "https://www.idealhome-deals.example/best-sofas"))
-_REFERRERS = ("https://www.theguardian.com/lifeandstyle/homes",
-              "https://www.apartmenttherapy.com/small-living-room-ideas",
-              "https://www.dezeen.com/interiors/", "https://www.houzz.com/ideabooks/",
-              "https://www.designmilk.com/", "https://news.ycombinator.com/")
-_SOCIAL_REFERRERS = ("https://l.facebook.com/", "https://www.instagram.com/",
-                     "https://www.linkedin.com/", "https://lm.facebook.com/",
-                     "https://www.pinterest.com/")
+_SOCIAL_CAMPAIGNS = (
+    "spring_living_carousel",
+    "kitchen_ugc_video",
+    "cosy_nights_reels",
+    "retarget_viewed_products",
+    "lookalike_buyers",
+)
+_DISPLAY = (
+    ("google", "gdn_prospecting"),
+    ("criteo", "dynamic_retargeting"),
+    ("taboola", "native_inspiration"),
+)
+_AFFILIATES = (
+    ("awin", "https://www.vouchercodes.example/home-and-garden"),
+    ("rakuten", "https://www.topcashback.example/furniture-cashback/"),
+    ("awin", "https://www.idealhome-deals.example/best-sofas"),
+)
+_REFERRERS = (
+    "https://www.theguardian.com/lifeandstyle/homes",
+    "https://www.apartmenttherapy.com/small-living-room-ideas",
+    "https://www.dezeen.com/interiors/",
+    "https://www.houzz.com/ideabooks/",
+    "https://www.designmilk.com/",
+    "https://www.dwell.com/collection/living-rooms",
+)
+_SOCIAL_REFERRERS = (
+    "https://l.facebook.com/",
+    "https://www.instagram.com/",
+    "https://www.linkedin.com/",
+    "https://lm.facebook.com/",
+    "https://www.pinterest.com/",
+)
 
 _EMAIL_CAMPAIGNS = (
     ("weekly-inspiration", "Fresh ideas for your living room"),
@@ -228,8 +279,16 @@ _SMS_CAMPAIGNS = (
     ("store-event-sms", "Lindwood: late opening Thursday with 15% off in store. STOP to opt out"),
     ("free-delivery-sms", "Lindwood: free delivery this weekend on all orders. {url}"),
 )
-_AGENTS = ("Amira Haddad", "Jonas Weber", "Claire Dubois", "Sean Murphy", "Lucía Romero",
-           "Maya Patel", "Tom Visser", "Grace Kim")
+_AGENTS = (
+    "Amira Haddad",
+    "Jonas Weber",
+    "Claire Dubois",
+    "Sean Murphy",
+    "Lucía Romero",
+    "Maya Patel",
+    "Tom Visser",
+    "Grace Kim",
+)
 _CALL_TOPICS = (
     ("Delivery time question", "Customer asked about delivery lead times; explained 2-4 weeks."),
     ("Product availability", "Customer asked about stock of a sofa colour; offered store check."),
@@ -238,9 +297,12 @@ _CALL_TOPICS = (
     ("Order status", "Customer asked about an order; confirmed dispatch details."),
 )
 _CHAT_LINES = (
-    "Hi, is the Oslo sofa available in green?", "How long does delivery take to my area?",
-    "Can I see the kitchen samples in a store?", "Do you offer assembly?",
-    "Is there a discount for newsletter subscribers?", "What are your store opening hours?",
+    "Hi, is the Oslo sofa available in green?",
+    "How long does delivery take to my area?",
+    "Can I see the kitchen samples in a store?",
+    "Do you offer assembly?",
+    "Is there a discount for newsletter subscribers?",
+    "What are your store opening hours?",
 )
 _WA_LINES = (
     ("Hello! Is my order on its way?", "Hi! Yes, it ships tomorrow. You'll get a tracking link."),
@@ -264,81 +326,116 @@ class _Country:
     last_names: tuple[str, ...]
 
 
-_COUNTRIES = (
-    (_Country("DE", "de-DE", "Europe/Berlin", 1, "EUR", "google.de", (84, 87, 91, 93),
-              ("store-ber-01", "store-ham-02", "store-muc-03"),
-              ("Anna", "Lukas", "Sophie", "Felix", "Marie", "Jonas", "Lena", "Paul", "Hannah",
-               "Leon", "Emilia", "Finn"),
-              ("Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
-               "Hoffmann", "Koch", "Richter", "Klein")), 0.25),
-    (_Country("NL", "nl-NL", "Europe/Amsterdam", 1, "EUR", "google.nl", (77, 83, 145),
-              ("store-ams-01", "store-utr-02"),
-              ("Daan", "Emma", "Sem", "Julia", "Lucas", "Tess", "Milan", "Sara", "Levi", "Anouk"),
-              ("de Jong", "Jansen", "de Vries", "van den Berg", "Bakker", "Visser", "Smit",
-               "Meijer", "de Boer", "Mulder")), 0.15),
-    (_Country("FR", "fr-FR", "Europe/Paris", 1, "EUR", "google.fr", (82, 86, 90, 92),
-              ("store-par-01", "store-lyo-02"),
-              ("Camille", "Louis", "Léa", "Gabriel", "Chloé", "Hugo", "Manon", "Arthur", "Inès",
-               "Jules"),
-              ("Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand",
-               "Leroy", "Moreau")), 0.15),
-    (_Country("IE", "en-IE", "Europe/Dublin", 0, "EUR", "google.ie", (37, 79, 86),
-              ("store-dub-01",),
-              ("Jack", "Emily", "Conor", "Aoife", "Seán", "Ciara", "Oisín", "Niamh", "Darragh",
-               "Saoirse"),
-              ("Murphy", "Kelly", "O'Sullivan", "Walsh", "Byrne", "Ryan", "O'Brien", "Doyle",
-               "McCarthy", "Kennedy")), 0.10),
-    (_Country("ES", "es-ES", "Europe/Madrid", 1, "EUR", "google.es", (79, 83, 88),
-              ("store-mad-01", "store-bcn-02"),
-              ("Lucía", "Hugo", "Martina", "Mateo", "Sofía", "Leo", "Valeria", "Daniel", "Paula",
-               "Pablo"),
-              ("García", "Fernández", "González", "Rodríguez", "López", "Martínez", "Sánchez",
-               "Pérez", "Gómez", "Ruiz")), 0.10),
-    (_Country("US", "en-US", "America/New_York", -5, "USD", "google.com", (24, 67, 73, 98, 108),
-              ("store-nyc-01", "store-chi-02", "store-sfo-03"),
-              ("Olivia", "Liam", "Ava", "Noah", "Mia", "Ethan", "Harper", "James", "Ella",
-               "Benjamin", "Chloe", "Lucas"),
-              ("Smith", "Johnson", "Williams", "Brown", "Jones", "Miller", "Davis", "Wilson",
-               "Anderson", "Taylor", "Moore", "Clark")), 0.25),
-)
+# code weight locale timezone utc-offset currency google-domain ip-prefixes store-cities
+_COUNTRY_TABLE = """
+DE 0.25 de-DE Europe/Berlin    1 EUR google.de  84,87,91,93     ber,ham,muc
+NL 0.15 nl-NL Europe/Amsterdam 1 EUR google.nl  77,83,145       ams,utr
+FR 0.15 fr-FR Europe/Paris     1 EUR google.fr  82,86,90,92     par,lyo
+IE 0.10 en-IE Europe/Dublin    0 EUR google.ie  37,79,86        dub
+ES 0.10 es-ES Europe/Madrid    1 EUR google.es  79,83,88        mad,bcn
+US 0.25 en-US America/New_York -5 USD google.com 24,67,73,98,108 nyc,chi,sfo
+"""
+# first names / last names ("_" stands for a space)
+_NAMES = {
+    "DE": (
+        "Anna Lukas Sophie Felix Marie Jonas Lena Paul Hannah Leon Emilia Finn",
+        "Müller Schmidt Schneider Fischer Weber Meyer Wagner Becker Hoffmann Koch Richter Klein",
+    ),
+    "NL": (
+        "Daan Emma Sem Julia Lucas Tess Milan Sara Levi Anouk",
+        "de_Jong Jansen de_Vries van_den_Berg Bakker Visser Smit Meijer de_Boer Mulder",
+    ),
+    "FR": (
+        "Camille Louis Léa Gabriel Chloé Hugo Manon Arthur Inès Jules",
+        "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau",
+    ),
+    "IE": (
+        "Jack Emily Conor Aoife Seán Ciara Oisín Niamh Darragh Saoirse",
+        "Murphy Kelly O'Sullivan Walsh Byrne Ryan O'Brien Doyle McCarthy Kennedy",
+    ),
+    "ES": (
+        "Lucía Hugo Martina Mateo Sofía Leo Valeria Daniel Paula Pablo",
+        "García Fernández González Rodríguez López Martínez Sánchez Pérez Gómez Ruiz",
+    ),
+    "US": (
+        "Olivia Liam Ava Noah Mia Ethan Harper James Ella Benjamin Chloe Lucas",
+        "Smith Johnson Williams Brown Jones Miller Davis Wilson Anderson Taylor Moore Clark",
+    ),
+}
+
+
+def _countries() -> tuple[tuple[_Country, float], ...]:
+    """Parse the country table into (country, weight) pairs."""
+    out = []
+    for line in _COUNTRY_TABLE.strip().splitlines():
+        code, weight, locale, tz, offset, currency, google, ips, cities = line.split()
+        first, last = (tuple(n.replace("_", " ") for n in names.split()) for names in _NAMES[code])
+        stores = tuple(f"store-{city}-{i:02d}" for i, city in enumerate(cities.split(","), 1))
+        ip_prefixes = tuple(int(p) for p in ips.split(","))
+        country = _Country(
+            code, locale, tz, int(offset), currency, google, ip_prefixes, stores, first, last
+        )
+        out.append((country, float(weight)))
+    return tuple(out)
+
+
+_COUNTRIES = _countries()
 _pick_country = _weighted(_COUNTRIES)
 _US_AREAS = (("212", "646"), ("415", "628"), ("312", "773"), ("617", "857"), ("305", "786"))
 
-# (kind, platform, user agent, (app model, manufacturer, os version) or None)
+_WEBKIT = "AppleWebKit/537.36 (KHTML, like Gecko)"
+_SAFARI = "AppleWebKit/605.1.15 (KHTML, like Gecko)"
+_UA = {
+    "win-chrome": f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_WEBKIT} Chrome/124.0.0.0 "
+    "Safari/537.36",
+    "win-edge": f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) {_WEBKIT} Chrome/124.0.0.0 "
+    "Safari/537.36 Edg/124.0.2478.80",
+    "win-firefox": "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 "
+    "Firefox/125.0",
+    "mac-safari": f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_SAFARI} Version/17.4.1 "
+    "Safari/605.1.15",
+    "mac-chrome": f"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) {_WEBKIT} Chrome/124.0.0.0 "
+    "Safari/537.36",
+    "iphone-17": f"Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) {_SAFARI} "
+    "Version/17.4.1 Mobile/15E148 Safari/604.1",
+    "iphone-16": f"Mozilla/5.0 (iPhone; CPU iPhone OS 16_7_8 like Mac OS X) {_SAFARI} "
+    "Version/16.6 Mobile/15E148 Safari/604.1",
+    "pixel": f"Mozilla/5.0 (Linux; Android 10; K) {_WEBKIT} Chrome/124.0.0.0 Mobile Safari/537.36",
+    "galaxy": f"Mozilla/5.0 (Linux; Android 14; SM-S911B) {_WEBKIT} SamsungBrowser/24.0 "
+    "Chrome/117.0.0.0 Mobile Safari/537.36",
+    "ipad": f"Mozilla/5.0 (iPad; CPU OS 17_4_1 like Mac OS X) {_SAFARI} Version/17.4.1 "
+    "Mobile/15E148 Safari/604.1",
+    "galaxy-tab": f"Mozilla/5.0 (Linux; Android 13; SM-X700) {_WEBKIT} Chrome/124.0.0.0 "
+    "Safari/537.36",
+}
+# kind: (user agent, platform, app model "model/manufacturer/os version" or "", weight)
+_DEVICE_TABLE = {
+    "desktop": (
+        ("win-chrome", None, "", 40),
+        ("win-edge", None, "", 12),
+        ("win-firefox", None, "", 8),
+        ("mac-safari", None, "", 25),
+        ("mac-chrome", None, "", 15),
+    ),
+    "mobile": (
+        ("iphone-17", "ios", "iPhone15,2/Apple/17.4.1", 45),
+        ("iphone-16", "ios", "iPhone13,2/Apple/16.7.8", 10),
+        ("pixel", "android", "Pixel 8/Google/14", 25),
+        ("galaxy", "android", "SM-S911B/samsung/14", 20),
+    ),
+    "tablet": (
+        ("ipad", "ios", "iPad13,18/Apple/17.4.1", 70),
+        ("galaxy-tab", "android", "SM-X700/samsung/13", 30),
+    ),
+}
 _DEVICES = {
-    "desktop": _weighted((
-        (("desktop", None, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
-          "like Gecko) Chrome/124.0.0.0 Safari/537.36", None), 40),
-        (("desktop", None, "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
-          "like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.80", None), 12),
-        (("desktop", None, "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 "
-          "Firefox/125.0", None), 8),
-        (("desktop", None, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
-          "(KHTML, like Gecko) Version/17.4.1 Safari/605.1.15", None), 25),
-        (("desktop", None, "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
-          "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", None), 15),
-    )),
-    "mobile": _weighted((
-        (("mobile", "ios", "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4_1 like Mac OS X) "
-          "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Mobile/15E148 Safari/604.1",
-          ("iPhone15,2", "Apple", "17.4.1")), 45),
-        (("mobile", "ios", "Mozilla/5.0 (iPhone; CPU iPhone OS 16_7_8 like Mac OS X) "
-          "AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
-          ("iPhone13,2", "Apple", "16.7.8")), 10),
-        (("mobile", "android", "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, "
-          "like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36", ("Pixel 8", "Google", "14")), 25),
-        (("mobile", "android", "Mozilla/5.0 (Linux; Android 14; SM-S911B) AppleWebKit/537.36 "
-          "(KHTML, like Gecko) SamsungBrowser/24.0 Chrome/117.0.0.0 Mobile Safari/537.36",
-          ("SM-S911B", "samsung", "14")), 20),
-    )),
-    "tablet": _weighted((
-        (("tablet", "ios", "Mozilla/5.0 (iPad; CPU OS 17_4_1 like Mac OS X) AppleWebKit/605.1.15 "
-          "(KHTML, like Gecko) Version/17.4.1 Mobile/15E148 Safari/604.1",
-          ("iPad13,18", "Apple", "17.4.1")), 70),
-        (("tablet", "android", "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 "
-          "(KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36", ("SM-X700", "samsung", "13")),
-         30),
-    )),
+    kind: _weighted(
+        tuple(
+            ((kind, platform, _UA[ua], tuple(model.split("/")) if model else None), weight)
+            for ua, platform, model, weight in rows
+        )
+    )
+    for kind, rows in _DEVICE_TABLE.items()
 }
 _pick_device_kind = _weighted((("desktop", 0.42), ("mobile", 0.48), ("tablet", 0.10)))
 
@@ -355,8 +452,9 @@ _LIBRARIES = {
     CRM: {"name": "analytics-python", "version": "2.3.3"},
 }
 _APP = {"name": BRAND, "version": "3.14.0", "build": "3140", "namespace": "example.lindwood.app"}
-_pick_entry = _weighted((("web", 0.80), ("app", 0.05), ("store", 0.07), ("call", 0.04),
-                         ("crm", 0.04)))
+_pick_entry = _weighted(
+    (("web", 0.80), ("app", 0.06), ("store", 0.05), ("call", 0.05), ("crm", 0.04))
+)
 
 
 # --- the customer --------------------------------------------------------------------------------
@@ -403,10 +501,8 @@ def _uuid(rng: random.Random) -> str:
 
 
 def _token(rng: random.Random, n: int) -> str:
-    """Return an opaque click-id-like token of ``n`` characters."""
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-    bits = rng.getrandbits(6 * n)
-    return "".join(alphabet[(bits >> (6 * i)) & 63] for i in range(n))
+    """Return an opaque, URL-safe click-id-like token of ``n`` characters."""
+    return urlsafe_b64encode(rng.randbytes(n)).decode()[:n]
 
 
 def _phone(rng: random.Random, country: _Country, unique: int) -> str:
@@ -441,15 +537,28 @@ def _person(rng: random.Random, seed: int, index: int) -> _Person:
     first = rng.choice(country.first_names)
     last = rng.choice(country.last_names)
     a_first, a_last = _ascii(first), _ascii(last)
-    local = rng.choice((f"{a_first}.{a_last}{index}", f"{a_first[0]}{a_last}{index}",
-                        f"{a_first}{index}", f"{a_last}.{a_first}{index}"))
+    local = rng.choice(
+        (
+            f"{a_first}.{a_last}{index}",
+            f"{a_first[0]}{a_last}{index}",
+            f"{a_first}{index}",
+            f"{a_last}.{a_first}{index}",
+        )
+    )
     email = f"{local}@{rng.choice(('example.com', 'example.net', 'example.org'))}"
     unique = (index * 7_654_321 + seed * 1_234_567) % 10**7
     phone = _phone(rng, country, unique)
     card = f"6{(index * 9_876_543 + seed * 7_777_777) % 10**11:011d}{rng.randrange(10)}"
     return _Person(
-        user_id=f"cus_{index:06d}", first_name=first, last_name=last, email=email, phone=phone,
-        wa_id=phone[1:], card=card, country=country, store=rng.choice(country.stores),
+        user_id=f"cus_{index:06d}",
+        first_name=first,
+        last_name=last,
+        email=email,
+        phone=phone,
+        wa_id=phone[1:],
+        card=card,
+        country=country,
+        store=rng.choice(country.stores),
         category=rng.choice(CATEGORIES),
     )
 
@@ -457,8 +566,10 @@ def _person(rng: random.Random, seed: int, index: int) -> _Person:
 def _ip(rng: random.Random, country: _Country) -> str:
     """Return a public-looking IPv4 address for ``country``."""
     bits = rng.getrandbits(24)
-    return (f"{rng.choice(country.ip_prefixes)}.{bits >> 16}.{(bits >> 8) & 255}."
-            f"{1 + (bits & 255) % 254}")
+    return (
+        f"{rng.choice(country.ip_prefixes)}.{bits >> 16}.{(bits >> 8) & 255}."
+        f"{1 + (bits & 255) % 254}"
+    )
 
 
 def _devices(rng: random.Random, person: _Person, entry: str) -> list[_Device]:
@@ -469,8 +580,8 @@ def _devices(rng: random.Random, person: _Person, entry: str) -> list[_Device]:
         kinds[0] = "mobile"
     out = []
     for kind in kinds:
-        kind_, platform, ua, model = _DEVICES[kind](rng)  # type: ignore[misc]
-        device = _Device(_uuid(rng), kind_, ua, _ip(rng, person.country))
+        _, platform, ua, model = _DEVICES[kind](rng)  # type: ignore[misc]
+        device = _Device(_uuid(rng), kind, ua, _ip(rng, person.country))
         wants_app = entry == "app" or rng.random() < 0.25
         if platform and model and wants_app and not any(d.app for d in out):
             device.app = _new_app(rng, platform, model)
@@ -520,6 +631,7 @@ class _Journey:
         "seq",
         "sms_optin",
         "stage",
+        "stage_at",
         "touches",
         "tz",
         "visits",
@@ -543,6 +655,7 @@ class _Journey:
         self.agenda: list[tuple[float, int, Callable[..., None], tuple]] = []
         self.seq = 0
         self.stage = -1
+        self.stage_at = 0.0
         self.score = 0
         self.orders = 0
         self.visits = 0
@@ -556,8 +669,13 @@ class _Journey:
         self.sales_called = False
         self.lead_id = f"LEAD-{seed}-{index}"
         first = start + (end - start) * rng.random() ** 1.3
-        entries = {"web": self._start_web, "app": self._start_app, "store": self._start_store,
-                   "call": self._start_call, "crm": self._start_crm}
+        entries = {
+            "web": self._start_web,
+            "app": self._start_app,
+            "store": self._start_store,
+            "call": self._start_call,
+            "crm": self._start_crm,
+        }
         self._at(first, entries[self.entry])
 
     # -- plumbing --
@@ -585,13 +703,21 @@ class _Journey:
     def _ids(self, msg: dict, anonymous_id: str | None) -> dict:
         if self.stage >= 0:
             msg["userId"] = self.person.user_id
-        if anonymous_id and (self.stage < 0 or self.rng.random() < 0.5):
+        if anonymous_id:
             msg["anonymousId"] = anonymous_id
         return msg
 
-    def _server(self, t: float, source: str, event: str, props: dict, anonymous_id: str | None,
-                traits: dict | None = None, **context: object) -> None:
-        ctx: dict = {"library": _LIBRARIES[source]}
+    def _server(
+        self,
+        t: float,
+        source: str,
+        event: str,
+        props: dict,
+        anonymous_id: str | None,
+        traits: dict | None = None,
+        **context: object,
+    ) -> None:
+        ctx: dict = {"library": dict(_LIBRARIES[source])}
         if traits:
             ctx["traits"] = traits
         ctx.update(context)
@@ -655,11 +781,11 @@ class _Journey:
         app_device = next((d for d in self.devices if d.app), None)
         if app_device and r < 0.4:
             self._at(t, self._app_session, app_device)
-        elif r < 0.05 + (0.05 if self.stage >= _MQL else 0):
+        elif r < 0.01 + (0.02 if self.stage >= _MQL else 0):
             self._at(t, self._store_visit, "walk-in")
-        elif r < 0.08 + (0.05 if self.stage >= _MQL else 0):
+        elif r < 0.045 + (0.04 if self.stage >= _MQL else 0):
             self._at(t, self._inbound_call)
-        elif r < 0.10 + (0.05 if self.stage >= _MQL else 0):
+        elif r < 0.065 + (0.05 if self.stage >= _MQL else 0):
             self._at(t, self._whatsapp)
         else:
             self._at(t, self._visit, self._pick_device(), _RETURN_CHANNELS(rng))
@@ -680,8 +806,9 @@ class _Journey:
             self._stage(t, _MQL)
             if not self.sales_called and self.rng.random() < 0.85:
                 self.sales_called = True
-                self._at(self._open(t + self.rng.uniform(2, 40) * _HOUR, 9, 18),
-                         self._sales_call, 1)
+                self._at(
+                    self._open(t + self.rng.uniform(2, 40) * _HOUR, 9, 18), self._sales_call, 1
+                )
 
     # -- the website --
 
@@ -705,11 +832,18 @@ class _Journey:
         """Complete ``msg`` with analytics.js context and ids and emit it from the Website."""
         url, path, referrer, title, search = page
         ctx = {
-            "page": {"path": path, "referrer": referrer, "search": search, "title": title,
-                     "url": url},
-            "userAgent": device.user_agent, "ip": device.ip,
-            "locale": self.person.country.locale, "timezone": self.person.country.timezone,
-            "library": _AJS,
+            "page": {
+                "path": path,
+                "referrer": referrer,
+                "search": search,
+                "title": title,
+                "url": url,
+            },
+            "userAgent": device.user_agent,
+            "ip": device.ip,
+            "locale": self.person.country.locale,
+            "timezone": self.person.country.timezone,
+            "library": dict(_AJS),
         }
         if utm:
             ctx["campaign"] = dict(utm)
@@ -720,22 +854,31 @@ class _Journey:
         self._emit(t, WEB, msg)
         return msg
 
-    def _pageview(self, t: float, device: _Device, page: tuple, name: str,
-                  utm: dict | None) -> None:
+    def _pageview(
+        self, t: float, device: _Device, page: tuple, name: str, utm: dict | None
+    ) -> None:
         url, path, referrer, title, _ = page
-        props = {"url": url, "path": path, "referrer": referrer, "title": title,
-                 "search": page[4]}
+        props = {"url": url, "path": path, "referrer": referrer, "title": title, "search": page[4]}
         self._web(t, device, page, utm, {"type": "page", "name": name, "properties": props})
 
-    def _web_track(self, t: float, device: _Device, page: tuple, event: str, props: dict,
-                   utm: dict | None = None) -> dict:
-        return self._web(t, device, page, utm, {"type": "track", "event": event,
-                                                "properties": props})
+    def _web_track(
+        self,
+        t: float,
+        device: _Device,
+        page: tuple,
+        event: str,
+        props: dict,
+        utm: dict | None = None,
+    ) -> dict:
+        return self._web(
+            t, device, page, utm, {"type": "track", "event": event, "properties": props}
+        )
 
     def _web_identify(self, t: float, device: _Device, page: tuple, traits: dict) -> None:
         device.user_id = self.person.user_id
-        self._web(t, device, page, None, {"type": "identify", "userId": device.user_id,
-                                          "traits": traits})
+        self._web(
+            t, device, page, None, {"type": "identify", "userId": device.user_id, "traits": traits}
+        )
 
     def _traits(self, phone: bool = True) -> dict:
         p = self.person
@@ -744,17 +887,25 @@ class _Journey:
             traits["phone"] = p.phone
         return traits
 
-    def _visit(self, t: float, device: _Device, channel: str, chained: bool = True,
-               campaign: str | None = None) -> None:
+    def _visit(
+        self,
+        t: float,
+        device: _Device,
+        channel: str,
+        chained: bool = True,
+        campaign: str | None = None,
+    ) -> None:
         """A website session: landing page, browsing, and maybe cart, form, signup or chat."""
         rng = self.rng
-        t = self._awake(t)
+        if chained:
+            t = self._awake(t)
         self.visits += 1
         interest = self.interest
         referrer, search, utm = _acquisition(rng, channel, self.person.country, campaign)
         kind = _LANDING[channel](rng)
         bounce = 0.5 - 0.35 * interest if self.visits == 1 else 0.35 - 0.25 * interest
-        pages = 1 if rng.random() < bounce else 2 + int(rng.expovariate(1 / (1 + 5 * interest)))
+        pages = 1 if rng.random() < bounce else 2 + int(rng.expovariate(1 / (1.5 + 5.5 * interest)))
+        adds = rng.random() < (0.006 + 0.04 * interest) * (0.3 if self.orders else 1.0)
         cart: list[_Product] = []
         page: tuple = ()
         for i in range(min(pages, 25)):
@@ -767,11 +918,12 @@ class _Journey:
             if product:
                 t += 1 + rng.random() * 3
                 self._web_track(t, device, page, "Product Viewed", self._product(product), utm)
-                if not cart and rng.random() < 0.04 + 0.12 * interest:
+                if adds and not cart and rng.random() < 0.6:
                     t += 5 + rng.expovariate(1 / 40)
                     cart.append(product)
-                    self._web_track(t, device, page, "Product Added",
-                                    self._product(product, 1), utm)
+                    self._web_track(
+                        t, device, page, "Product Added", self._product(product, 1), utm
+                    )
                     self._engage(t, 1)
             t += 4 + rng.expovariate(1 / (25 + 50 * interest))
         if self.stage >= 0 and device.user_id is None and rng.random() < 0.4:
@@ -790,9 +942,14 @@ class _Journey:
             self._next_touch(t)
 
     def _product(self, p: _Product, quantity: int | None = None) -> dict:
-        props = {"product_id": p.product_id, "name": p.name, "category": p.category,
-                 "price": p.price, "currency": self.person.country.currency,
-                 "url": f"{SITE}/products/{p.slug}"}
+        props = {
+            "product_id": p.product_id,
+            "name": p.name,
+            "category": p.category,
+            "price": p.price,
+            "currency": self.person.country.currency,
+            "url": f"{SITE}/products/{p.slug}",
+        }
         if quantity:
             props["quantity"] = quantity
         return props
@@ -801,12 +958,22 @@ class _Journey:
         """Return Order Completed properties for ``products`` and count the order."""
         self.orders += 1
         rng = self.rng
-        items = [{"product_id": p.product_id, "name": p.name, "price": p.price,
-                  "quantity": 1 if p.price > 300 else 1 + (rng.random() < 0.25)}
-                 for p in products]
+        items = [
+            {
+                "product_id": p.product_id,
+                "name": p.name,
+                "price": p.price,
+                "quantity": 1 if p.price > 300 else 1 + (rng.random() < 0.25),
+            }
+            for p in products
+        ]
         revenue = round(sum(i["price"] * i["quantity"] for i in items), 2)
-        return {"order_id": f"{prefix}{self.index:07d}{self.orders:02d}", "revenue": revenue,
-                "currency": self.person.country.currency, "products": items}
+        return {
+            "order_id": f"{prefix}{self.index:07d}-{self.orders}",
+            "revenue": revenue,
+            "currency": self.person.country.currency,
+            "products": items,
+        }
 
     def _basket(self, first: _Product | None, big: bool) -> list[_Product]:
         rng = self.rng
@@ -826,10 +993,20 @@ class _Journey:
             page = (f"{SITE}{path}", path, page[0], title, "")
             self._pageview(t, device, page, name, None)
             t += 5 + rng.expovariate(1 / 30)
+            if kind == "cart" and rng.random() < 0.4:
+                return t
         value = round(sum(p.price for p in cart), 2)
-        self._web_track(t, device, page, "Checkout Started",
-                        {"value": value, "currency": self.person.country.currency,
-                         "products": [self._product(p, 1) for p in cart]})
+        self._web_track(
+            t,
+            device,
+            page,
+            "Checkout Started",
+            {
+                "value": value,
+                "currency": self.person.country.currency,
+                "products": [self._product(p, 1) for p in cart],
+            },
+        )
         completes = rng.random() < 0.4 + 0.35 * self.interest
         if device.user_id is None and (completes or rng.random() < 0.35):
             t += 20 + rng.expovariate(1 / 40)
@@ -842,8 +1019,11 @@ class _Journey:
                 self._web_identify(t, device, page, {"email": self.person.email})
         if not completes:
             if self.stage >= 0 and self.email_known:
-                self._at(t + rng.uniform(2, 24) * _HOUR, self._triggered_email,
-                         ("abandoned-cart", "You left something in your basket"))
+                self._at(
+                    t + rng.uniform(2, 24) * _HOUR,
+                    self._triggered_email,
+                    ("abandoned-cart", "You left something in your basket"),
+                )
             return t
         t += 60 + rng.expovariate(1 / 90)
         path, title, name, _ = self._page_for("confirmation")
@@ -870,15 +1050,23 @@ class _Journey:
             self.email_known = True
             self.phone_known |= phone
             self._contact(t + 120, f"web_form_{kind}", marketing=True)
-            traits = self._traits() if phone else {"email": self.person.email,
-                                                   "first_name": self.person.first_name}
+            traits = (
+                self._traits()
+                if phone
+                else {"email": self.person.email, "first_name": self.person.first_name}
+            )
             self._web_identify(t + 1, device, page, traits)
             self._engage(t, 3 if kind == "consultation" else 1)
             return t
         has_phone = kind != "newsletter" and rng.random() < 0.65
         fields = ["first_name", "last_name", "phone"] if has_phone else ["first_name"]
-        msg = self._web_track(t, device, page, "Form Abandoned",
-                              {**props, "fields_completed": fields, "last_field": fields[-1]})
+        msg = self._web_track(
+            t,
+            device,
+            page,
+            "Form Abandoned",
+            {**props, "fields_completed": fields, "last_field": fields[-1]},
+        )
         if has_phone:
             msg["context"]["traits"] = {"phone": self.person.phone}
             if not self.called_back and rng.random() < 0.9:
@@ -889,6 +1077,7 @@ class _Journey:
         return t
 
     def _signup(self, t: float, device: _Device, page: tuple) -> float:
+        """Account registration on the website."""
         rng = self.rng
         path, title, name, _ = self._page_for("signup")
         page = (f"{SITE}{path}", path, page[0], title, "")
@@ -911,12 +1100,20 @@ class _Journey:
         agent = rng.choice(_AGENTS)
 
         def send(when: float, event: str, props: dict, traits: dict | None = None) -> None:
-            ctx: dict = {"library": _LIBRARIES[CHAT], "userAgent": device.user_agent,
-                         "page": {"url": page[0], "path": page[1], "title": page[3]}}
+            ctx: dict = {
+                "library": dict(_LIBRARIES[CHAT]),
+                "userAgent": device.user_agent,
+                "page": {"url": page[0], "path": page[1], "title": page[3]},
+            }
             if traits:
                 ctx["traits"] = traits
-            msg = {"type": "track", "event": event, "properties": props, "context": ctx,
-                   "anonymousId": device.anonymous_id}
+            msg = {
+                "type": "track",
+                "event": event,
+                "properties": props,
+                "context": ctx,
+                "anonymousId": device.anonymous_id,
+            }
             if device.user_id:
                 msg["userId"] = device.user_id
             self._emit(when, CHAT, msg)
@@ -924,22 +1121,42 @@ class _Journey:
         send(t, "Chat Started", {"chat_id": chat_id, "page_url": page[0], "agent": agent})
         for _ in range(1 + int(rng.expovariate(0.6))):
             t += 10 + rng.expovariate(1 / 40)
-            send(t, "Chat Message Received", {"chat_id": chat_id, "text": rng.choice(_CHAT_LINES),
-                                              "direction": "inbound"})
+            send(
+                t,
+                "Chat Message Received",
+                {"chat_id": chat_id, "text": rng.choice(_CHAT_LINES), "direction": "inbound"},
+            )
             t += 15 + rng.expovariate(1 / 45)
-            send(t, "Chat Message Sent", {"chat_id": chat_id, "agent": agent,
-                                          "direction": "outbound", "text": "Happy to help!"})
+            send(
+                t,
+                "Chat Message Sent",
+                {
+                    "chat_id": chat_id,
+                    "agent": agent,
+                    "direction": "outbound",
+                    "text": "Happy to help!",
+                },
+            )
         if self.stage < 0 and rng.random() < 0.4:
             t += 30
             self.email_known = True
-            send(t, "Chat Message Received",
-                 {"chat_id": chat_id, "direction": "inbound",
-                  "text": f"Sure, my email is {self.person.email}"},
-                 {"email": self.person.email})
+            send(
+                t,
+                "Chat Message Received",
+                {
+                    "chat_id": chat_id,
+                    "direction": "inbound",
+                    "text": f"Sure, my email is {self.person.email}",
+                },
+                {"email": self.person.email},
+            )
             self._contact(t + 60, "live_chat")
         self._engage(t, 1)
-        send(t + 20, "Chat Ended", {"chat_id": chat_id, "agent": agent,
-                                    "rating": rng.choice((3, 4, 5, 5, 5))})
+        send(
+            t + 20,
+            "Chat Ended",
+            {"chat_id": chat_id, "agent": agent, "rating": rng.choice((3, 4, 5, 5, 5))},
+        )
 
     # -- the app --
 
@@ -951,58 +1168,67 @@ class _Journey:
         t = self._awake(t)
         if not app.installed:
             app.installed = True
-            self._app(t, app, {"type": "track", "event": "Application Installed",
-                               "properties": {"version": _APP["version"], "build": _APP["build"]}})
+            version = {"version": _APP["version"], "build": _APP["build"]}
+            self._app_track(t, app, "Application Installed", version)
             t += 2
-        self._app(t, app, {"type": "track", "event": "Application Opened",
-                           "properties": {"from_background": False, "version": _APP["version"],
-                                          "build": _APP["build"]}})
+        opened = {"from_background": False, "version": _APP["version"], "build": _APP["build"]}
+        self._app_track(t, app, "Application Opened", opened)
         if self.stage >= 0 and app.user_id is None and rng.random() < 0.6:
             app.user_id = self.person.user_id
-            self._app(t + 5, app, {"type": "identify", "userId": app.user_id,
-                                   "traits": {"email": self.person.email}})
+            self._app(
+                t + 5,
+                app,
+                {"type": "identify", "userId": app.user_id, "traits": {"email": self.person.email}},
+            )
         screens = 1 + int(rng.expovariate(1 / (1 + 6 * self.interest)))
         viewed: _Product | None = None
         for _ in range(min(screens, 30)):
             t += 3 + rng.expovariate(1 / 30)
             r = rng.random()
             if r < 0.5:
-                viewed = rng.choice(_BY_CATEGORY[self.person.category]
-                                    if rng.random() < 0.6 else PRODUCTS)
-                self._app(t, app, {"type": "screen", "name": "Product Detail",
-                                   "properties": {"name": "Product Detail",
-                                                  "product_id": viewed.product_id}})
-                self._app(t + 1, app, {"type": "track", "event": "Product Viewed",
-                                       "properties": self._product(viewed)})
+                viewed = rng.choice(
+                    _BY_CATEGORY[self.person.category] if rng.random() < 0.6 else PRODUCTS
+                )
+                self._screen(t, app, "Product Detail", product_id=viewed.product_id)
+                self._app_track(t + 1, app, "Product Viewed", self._product(viewed))
             else:
-                name = ("Home", "Search", "Category", "Inspiration")[int((r - 0.5) * 8)]
-                self._app(t, app, {"type": "screen", "name": name, "properties": {"name": name}})
+                self._screen(t, app, ("Home", "Search", "Category", "Inspiration")[int(r * 8) - 4])
         if self.stage < 0 and rng.random() < 0.03 + 0.06 * self.interest:
             t += 40
             self.email_known = True
             self._contact(t + 60, "app_signup", marketing=rng.random() < 0.6)
             app.user_id = self.person.user_id
-            self._app(t, app, {"type": "identify", "userId": app.user_id,
-                               "traits": self._traits(False)})
-            self._app(t + 1, app, {"type": "track", "event": "Signed Up",
-                                   "properties": {"method": "apple" if app.os["name"] == "iOS"
-                                                  else "google"}})
-        if viewed and app.user_id and rng.random() < 0.04 + 0.12 * self.interest:
+            self._app(
+                t, app, {"type": "identify", "userId": app.user_id, "traits": self._traits(False)}
+            )
+            method = "apple" if app.os["name"] == "iOS" else "google"
+            self._app_track(t + 1, app, "Signed Up", {"method": method})
+        buys = (0.02 + 0.05 * self.interest) / (1 + 2 * self.orders)
+        if viewed and app.user_id and rng.random() < buys:
             t += 60 + rng.expovariate(1 / 60)
-            self._app(t, app, {"type": "screen", "name": "Checkout",
-                               "properties": {"name": "Checkout"}})
-            self._app(t + 30, app, {"type": "track", "event": "Order Completed",
-                                    "properties": self._order("A", self._basket(viewed, False))})
+            self._screen(t, app, "Checkout")
+            order = self._order("A", self._basket(viewed, False))
+            self._app_track(t + 30, app, "Order Completed", order)
             self._ordered(t + 30)
-        self._app(t + 5, app, {"type": "track", "event": "Application Backgrounded",
-                               "properties": {}})
+        self._app_track(t + 5, app, "Application Backgrounded", {})
         self._next_touch(t)
 
+    def _screen(self, t: float, app: _App, name: str, **props: object) -> None:
+        self._app(t, app, {"type": "screen", "name": name, "properties": {"name": name, **props}})
+
+    def _app_track(self, t: float, app: _App, event: str, props: dict) -> None:
+        self._app(t, app, {"type": "track", "event": event, "properties": props})
+
     def _app(self, t: float, app: _App, msg: dict) -> None:
+        """Complete ``msg`` with the mobile SDK context and ids and emit it from the app."""
         country = self.person.country
         msg["context"] = {
-            "app": dict(_APP), "device": dict(app.device), "os": dict(app.os),
-            "library": app.library, "locale": country.locale, "timezone": country.timezone,
+            "app": dict(_APP),
+            "device": dict(app.device),
+            "os": dict(app.os),
+            "library": dict(app.library),
+            "locale": country.locale,
+            "timezone": country.timezone,
         }
         msg["anonymousId"] = app.anonymous_id
         if app.user_id:
@@ -1017,21 +1243,37 @@ class _Journey:
             return False
         rng = self.rng
         self.stage = _LEAD
+        self.stage_at = t + 1
         p = self.person
-        traits = {"email": p.email, "first_name": p.first_name, "last_name": p.last_name,
-                  "country": p.country.code}
+        traits = {"first_name": p.first_name, "last_name": p.last_name, "country": p.country.code}
+        if self.email_known:
+            traits["email"] = p.email
         if self.phone_known:
             traits["phone"] = p.phone
-        self._server(t, CRM, "Lead Created",
-                     {"lead_id": self.lead_id, "lead_source": origin,
-                      "product_interest": p.category}, None)
-        self._emit(t + 1, CRM, {"type": "identify", "userId": p.user_id,
-                                "traits": {**traits, "lifecycle_stage": "lead"},
-                                "context": {"library": _LIBRARIES[CRM]}})
+        self._server(
+            t,
+            CRM,
+            "Lead Created",
+            {"lead_id": self.lead_id, "lead_source": origin, "product_interest": p.category},
+            None,
+        )
+        self._emit(
+            t + 1,
+            CRM,
+            {
+                "type": "identify",
+                "userId": p.user_id,
+                "traits": {**traits, "lifecycle_stage": "lead"},
+                "context": {"library": dict(_LIBRARIES[CRM])},
+            },
+        )
         if self.email_known:
             self.email_optin = rng.random() < 0.8 if marketing is None else marketing
-            self._at(t + rng.uniform(2, 15) * _MINUTE, self._triggered_email,
-                     ("welcome", f"Welcome to {BRAND}"))
+            self._at(
+                t + rng.uniform(2, 15) * _MINUTE,
+                self._triggered_email,
+                ("welcome", f"Welcome to {BRAND}"),
+            )
             if self.email_optin:
                 self._at(_next_slot(t, 1 * _DAY + 8 * _HOUR, _WEEK), self._newsletter)
         if self.phone_known and rng.random() < 0.35:
@@ -1044,32 +1286,57 @@ class _Journey:
         if stage <= self.stage or self.stage < 0:
             return
         self.stage = stage
-        self._emit(t, CRM, {"type": "identify", "userId": self.person.user_id,
-                            "traits": {"email": self.person.email,
-                                       "lifecycle_stage": _STAGES[stage]},
-                            "context": {"library": _LIBRARIES[CRM]}})
+        t = self.stage_at = max(t, self.stage_at + 1)
+        traits = {"lifecycle_stage": _STAGES[stage]}
+        if self.email_known:
+            traits["email"] = self.person.email
+        self._emit(
+            t,
+            CRM,
+            {
+                "type": "identify",
+                "userId": self.person.user_id,
+                "traits": traits,
+                "context": {"library": dict(_LIBRARIES[CRM])},
+            },
+        )
 
     def _ordered(self, t: float) -> None:
         """After any order: lifecycle 'customer', confirmation e-mail and shipping SMS."""
         rng = self.rng
         self._stage(t + rng.uniform(5, 60) * _MINUTE, _CUSTOMER)
         if self.stage >= 0 and self.email_known:
-            self._at(t + rng.uniform(1, 5) * _MINUTE, self._triggered_email,
-                     ("order-confirmation", f"Your {BRAND} order is confirmed"))
-            self._at(t + rng.uniform(6, 9) * _DAY, self._triggered_email,
-                     ("review-request", "How do you like your new piece?"))
+            self._at(
+                t + rng.uniform(1, 5) * _MINUTE,
+                self._triggered_email,
+                ("order-confirmation", f"Your {BRAND} order is confirmed"),
+            )
+            self._at(
+                self._open(t + rng.uniform(6, 9) * _DAY, 9, 19),
+                self._triggered_email,
+                ("review-request", "How do you like your new piece?"),
+            )
         if self.stage >= 0 and self.phone_known:
-            self._at(t + rng.uniform(1, 3) * _DAY, self._sms,
-                     ("order-shipped", "Lindwood: your order is on its way! Track it here: "
-                                       f"{SITE}/track"), False)
+            self._at(
+                self._open(t + rng.uniform(1, 3) * _DAY, 8, 20),
+                self._sms,
+                (
+                    "order-shipped",
+                    f"Lindwood: your order is on its way! Track it here: {SITE}/track",
+                ),
+                False,
+            )
 
     # -- e-mail --
 
     def _send_email(self, t: float, campaign: str, subject: str, marketing: bool) -> None:
         """E-mail sent, maybe opened and clicked; a click lands on the website."""
         rng = self.rng
-        props = {"campaign_name": campaign, "email_subject": subject,
-                 "email_id": f"em_{_token(rng, 10)}"}
+        props = {
+            "campaign_name": campaign,
+            "email_subject": subject,
+            "email_id": f"em_{_token(rng, 10)}",
+        }
         traits = {"email": self.person.email}
         self._server(t, EMAIL, "Email Sent", props, None, traits)
         opens = 0.12 + 0.4 * self.interest + (0.2 if not marketing else 0)
@@ -1080,8 +1347,7 @@ class _Journey:
         if rng.random() < 0.12 + 0.2 * self.interest:
             t += 5 + rng.expovariate(1 / 30)
             link = f"{SITE}/collections/{self.person.category}"
-            self._server(t, EMAIL, "Email Clicked", {**props, "link_url": link}, None,
-                         dict(traits))
+            self._server(t, EMAIL, "Email Clicked", {**props, "link_url": link}, None, dict(traits))
             self._engage(t, 1)
             self._at(t + 2, self._visit, self._pick_device(True), "email", False, campaign)
         elif marketing and rng.random() < 0.02:
@@ -1107,18 +1373,58 @@ class _Journey:
         name, text = campaign
         url = f"{SITE}/s/{_token(rng, 6)}"
         traits = {"phone": self.person.phone}
-        self._server(t, SMS, "SMS Sent", {"campaign_name": name, "text": text.format(url=url),
-                                          "direction": "outbound"}, self.phone_anon, traits)
+        self._server(
+            t,
+            SMS,
+            "SMS Sent",
+            {"campaign_name": name, "text": text.format(url=url), "direction": "outbound"},
+            self.phone_anon,
+            traits,
+        )
         if not marketing:
             return
         if "{url}" in text and rng.random() < 0.05 + 0.1 * self.interest:
-            self._at(t + 30 + rng.expovariate(1 / 600), self._visit, self._pick_device(True),
-                     "sms", False, name)
+            self._at(
+                t + 30 + rng.expovariate(1 / 600),
+                self._visit,
+                self._pick_device(True),
+                "sms",
+                False,
+                name,
+            )
         elif rng.random() < 0.03:
-            self._server(t + rng.uniform(1, 60) * _MINUTE, SMS, "SMS Received",
-                         {"text": "STOP", "direction": "inbound", "campaign_name": name},
-                         self.phone_anon, dict(traits))
+            self._server(
+                t + rng.uniform(1, 60) * _MINUTE,
+                SMS,
+                "SMS Received",
+                {"text": "STOP", "direction": "inbound", "campaign_name": name},
+                self.phone_anon,
+                dict(traits),
+            )
             self.sms_optin = False
+
+    def _reminder(self, t: float) -> None:
+        """Appointment reminder by SMS; many customers confirm by replying."""
+        rng = self.rng
+        traits = {"phone": self.person.phone}
+        text = "Lindwood: reminder of your design consultation tomorrow. Reply C to confirm."
+        self._server(
+            t,
+            SMS,
+            "SMS Sent",
+            {"campaign_name": "appointment-reminder", "text": text, "direction": "outbound"},
+            self.phone_anon,
+            traits,
+        )
+        if rng.random() < 0.6:
+            self._server(
+                t + rng.uniform(1, 90) * _MINUTE,
+                SMS,
+                "SMS Received",
+                {"campaign_name": "appointment-reminder", "text": "C", "direction": "inbound"},
+                self.phone_anon,
+                dict(traits),
+            )
 
     def _sms_campaign(self, t: float) -> None:
         if not self.sms_optin:
@@ -1131,15 +1437,29 @@ class _Journey:
         """A short WhatsApp conversation started by the customer."""
         rng = self.rng
         t = self._awake(t)
-        ext = [{"id": self.person.wa_id, "type": "whatsapp_id", "collection": "users",
-                "encoding": "none"}]
+        ext = [
+            {
+                "id": self.person.wa_id,
+                "type": "whatsapp_id",
+                "collection": "users",
+                "encoding": "none",
+            }
+        ]
         for _ in range(1 + (rng.random() < 0.5)):
             question, answer = rng.choice(_WA_LINES)
-            for direction, text, event in (("inbound", question, "Message Received"),
-                                           ("outbound", answer, "Message Sent")):
-                self._server(t, WHATSAPP, event, {"direction": direction, "text": text},
-                             self.wa_anon, {"phone": self.person.phone},
-                             externalIds=[dict(e) for e in ext])
+            for direction, text, event in (
+                ("inbound", question, "Message Received"),
+                ("outbound", answer, "Message Sent"),
+            ):
+                self._server(
+                    t,
+                    WHATSAPP,
+                    event,
+                    {"direction": direction, "text": text},
+                    self.wa_anon,
+                    {"phone": self.person.phone},
+                    externalIds=[dict(e) for e in ext],
+                )
                 t += 20 + rng.expovariate(1 / 120)
         self.phone_known = True
         self._engage(t, 1)
@@ -1148,10 +1468,22 @@ class _Journey:
     # -- calls --
 
     def _call(self, t: float, direction: str, duration: int, summary: str, topic: str) -> None:
-        props = {"direction": direction, "duration_seconds": duration, "summary": summary,
-                 "agent": self.rng.choice(_AGENTS), "topic": topic}
-        self._server(t, CALLS, "Call Completed", props, self.phone_anon,
-                     {"phone": self.person.phone})
+        props = {
+            "direction": direction,
+            "duration_seconds": duration,
+            "summary": summary,
+            "agent": self.rng.choice(_AGENTS),
+            "topic": topic,
+        }
+        self._server(
+            t, CALLS, "Call Completed", props, self.phone_anon, {"phone": self.person.phone}
+        )
+
+    def _agent_identify(self, t: float, traits: dict) -> None:
+        """The call centre agent saves the caller as a customer."""
+        msg = {"type": "identify", "userId": self.person.user_id, "traits": traits}
+        msg["context"] = {"library": dict(_LIBRARIES[CALLS])}
+        self._emit(t, CALLS, msg)
 
     def _inbound_call(self, t: float) -> None:
         """The customer calls; the agent may create a customer record."""
@@ -1161,12 +1493,10 @@ class _Journey:
         self.phone_known = True
         self._call(t, "inbound", int(60 + rng.expovariate(1 / 240)), summary, topic)
         if self.stage < 0 and rng.random() < 0.45:
-            self.email_known = rng.random() < 0.75
+            self.email_known |= rng.random() < 0.75
             if self._contact(t + 120, "inbound_call"):
                 traits = self._traits() if self.email_known else {"phone": self.person.phone}
-                self._emit(t + 60, CALLS, {"type": "identify", "userId": self.person.user_id,
-                                           "traits": traits,
-                                           "context": {"library": _LIBRARIES[CALLS]}})
+                self._agent_identify(t + 60, traits)
         self._engage(t, 2 if topic == "Consultation booking" else 1)
         self._next_touch(t, force=self.entry == "call" and self.touches == 0)
 
@@ -1175,17 +1505,25 @@ class _Journey:
         rng = self.rng
         topic = "Abandoned form call-back"
         if rng.random() < 0.35:
-            self._call(t, "outbound", int(15 + rng.random() * 30),
-                       f"Call-back for '{form_name}': no answer, left voicemail.", topic)
+            self._call(
+                t,
+                "outbound",
+                int(15 + rng.random() * 30),
+                f"Call-back for '{form_name}': no answer, left voicemail.",
+                topic,
+            )
             return
-        self._call(t, "outbound", int(120 + rng.expovariate(1 / 300)),
-                   f"Call-back for abandoned '{form_name}' form; discussed requirements.", topic)
+        self._call(
+            t,
+            "outbound",
+            int(120 + rng.expovariate(1 / 300)),
+            f"Call-back for abandoned '{form_name}' form; discussed requirements.",
+            topic,
+        )
         if self.stage < 0 and rng.random() < 0.65:
             self.email_known = True
             if self._contact(t + 300, "callback"):
-                self._emit(t + 240, CALLS, {"type": "identify", "userId": self.person.user_id,
-                                            "traits": self._traits(),
-                                            "context": {"library": _LIBRARIES[CALLS]}})
+                self._agent_identify(t + 240, self._traits())
         self._engage(t, 3)
 
     def _sales_call(self, t: float, attempt: int) -> None:
@@ -1193,27 +1531,46 @@ class _Journey:
         rng = self.rng
         topic = "Sales qualification"
         if rng.random() < 0.35:
-            self._call(t, "outbound", int(15 + rng.random() * 30),
-                       "Sales call: no answer, left voicemail.", topic)
+            self._call(
+                t,
+                "outbound",
+                int(15 + rng.random() * 30),
+                "Sales call: no answer, left voicemail.",
+                topic,
+            )
             if attempt < 3:
-                self._at(self._open(t + rng.uniform(1, 2) * _DAY, 9, 18), self._sales_call,
-                         attempt + 1)
+                self._at(
+                    self._open(t + rng.uniform(1, 2) * _DAY, 9, 18), self._sales_call, attempt + 1
+                )
             return
-        qualified = rng.random() < 0.45 + 0.45 * self.interest
-        summary = ("Sales call: budget and timeline confirmed, appointment offered."
-                   if qualified else "Sales call: not ready to buy, keep nurturing.")
+        qualified = rng.random() < 0.4 + 0.4 * self.interest
+        summary = (
+            "Sales call: budget and timeline confirmed, appointment offered."
+            if qualified
+            else "Sales call: not ready to buy, keep nurturing."
+        )
         self._call(t, "outbound", int(180 + rng.expovariate(1 / 420)), summary, topic)
         if not qualified:
             return
         t += rng.uniform(5, 60) * _MINUTE
-        self._server(t, CRM, "Lead Qualified",
-                     {"lead_id": self.lead_id, "product_interest": self.person.category,
-                      "budget": rng.choice((1000, 2500, 5000, 10000)),
-                      "qualified_by": rng.choice(_AGENTS)}, None)
+        self._server(
+            t,
+            CRM,
+            "Lead Qualified",
+            {
+                "lead_id": self.lead_id,
+                "product_interest": self.person.category,
+                "budget": rng.choice((1000, 2500, 5000, 10000)),
+                "qualified_by": rng.choice(_AGENTS),
+            },
+            None,
+        )
         self._stage(t + 1, _SQL)
-        if rng.random() < 0.65:
-            self._at(self._open(t + rng.uniform(2, 10) * _DAY, 10, 18), self._store_visit,
-                     "appointment")
+        if rng.random() < 0.45:
+            when = self._open(t + rng.uniform(2, 10) * _DAY, 10, 18)
+            self._at(when, self._store_visit, "appointment")
+            if self.phone_known:
+                self._at(when - _DAY - rng.uniform(1, 3) * _HOUR, self._reminder)
 
     # -- stores --
 
@@ -1222,50 +1579,89 @@ class _Journey:
         rng = self.rng
         t = self._open(t, 10, 20)
         appointment = purpose == "appointment"
+        if appointment and not self.member and rng.random() < 0.6:
+            self._enrol(t)
+            t += 60
         if self.member:
             self._pos(t, "Store Visited", {"store_id": self.person.store, "visit_type": purpose})
-        buys = rng.random() < (0.5 + 0.3 * self.interest if appointment else 0.3)
+        odds = 0.25 + 0.3 * self.interest if appointment else 0.17 / (1 + self.orders)
+        buys = rng.random() < odds
         t += rng.uniform(10, 50) * _MINUTE
-        if not self.member and rng.random() < (0.6 if appointment else 0.25):
+        if not self.member and rng.random() < (0.35 if buys else 0.1):
             self._enrol(t)
             t += 60
         if buys:
-            props = {**self._order("S", self._basket(None, appointment)),
-                     "store_id": self.person.store,
-                     "payment_method": rng.choice(("card", "card", "cash", "financing"))}
+            props = {
+                **self._order("S", self._basket(None, appointment)),
+                "store_id": self.person.store,
+                "payment_method": rng.choice(("card", "card", "cash", "financing")),
+            }
             if self.member:
                 self._pos(t, "Order Completed", props)
                 self._ordered(t)
             else:
-                ctx = {"library": _LIBRARIES[POS]}
-                self._emit(t, POS, {"type": "track", "event": "Order Completed",
-                                    "properties": props, "context": ctx,
-                                    "anonymousId": _uuid(rng)})
+                ctx = {"library": dict(_LIBRARIES[POS])}
+                self._emit(
+                    t,
+                    POS,
+                    {
+                        "type": "track",
+                        "event": "Order Completed",
+                        "properties": props,
+                        "context": ctx,
+                        "anonymousId": _uuid(rng),
+                    },
+                )
         self._engage(t, 2)
         self._next_touch(t, force=self.entry == "store" and self.touches == 0 and buys)
 
     def _enrol(self, t: float) -> None:
-        """Loyalty enrolment at the till: the POS identifies the card, the CRM gets a lead."""
+        """Loyalty enrolment: the POS identifies the new card, the CRM gets a lead."""
         self.member = True
         self.email_known = True
         p = self.person
-        self._emit(t, POS, {"type": "identify", "anonymousId": self.card_anon,
-                            "traits": {"email": p.email, "first_name": p.first_name,
-                                       "last_name": p.last_name, "loyalty_card": p.card},
-                            "context": {"library": _LIBRARIES[POS],
-                                        "externalIds": self._card_ids()}})
+        self._emit(
+            t,
+            POS,
+            {
+                "type": "identify",
+                "anonymousId": self.card_anon,
+                "traits": {
+                    "email": p.email,
+                    "first_name": p.first_name,
+                    "last_name": p.last_name,
+                    "loyalty_card": p.card,
+                },
+                "context": {"library": dict(_LIBRARIES[POS]), "externalIds": self._card_ids()},
+            },
+        )
         self._contact(t + 600, "store_loyalty")
 
     def _card_ids(self) -> list[dict]:
-        return [{"id": self.person.card, "type": "loyalty_card", "collection": "users",
-                 "encoding": "none"}]
+        return [
+            {
+                "id": self.person.card,
+                "type": "loyalty_card",
+                "collection": "users",
+                "encoding": "none",
+            }
+        ]
 
     def _pos(self, t: float, event: str, props: dict) -> None:
-        ctx: dict = {"library": _LIBRARIES[POS], "externalIds": self._card_ids()}
+        ctx: dict = {"library": dict(_LIBRARIES[POS]), "externalIds": self._card_ids()}
         if self.rng.random() < 0.7:
             ctx["traits"] = {"email": self.person.email}
-        self._emit(t, POS, {"type": "track", "event": event, "properties": props,
-                            "context": ctx, "anonymousId": self.card_anon})
+        self._emit(
+            t,
+            POS,
+            {
+                "type": "track",
+                "event": event,
+                "properties": props,
+                "context": ctx,
+                "anonymousId": self.card_anon,
+            },
+        )
 
 
 def _next_slot(t: float, offset: float, period: float) -> float:
@@ -1274,15 +1670,21 @@ def _next_slot(t: float, offset: float, period: float) -> float:
     return offset + k * period
 
 
-def _acquisition(rng: random.Random, channel: str, country: _Country,
-                 campaign: str | None) -> tuple[str, str, dict | None]:
+def _acquisition(
+    rng: random.Random, channel: str, country: _Country, campaign: str | None
+) -> tuple[str, str, dict | None]:
     """Return (referrer, landing query string, context.campaign) for a channel."""
     if channel == "direct":
         return "", "", None
     if channel == "organic_search":
         r = rng.random()
-        engine = (f"https://www.{country.google}/" if r < 0.86 else
-                  "https://www.bing.com/" if r < 0.96 else "https://duckduckgo.com/")
+        engine = (
+            f"https://www.{country.google}/"
+            if r < 0.86
+            else "https://www.bing.com/"
+            if r < 0.96
+            else "https://duckduckgo.com/"
+        )
         return engine, "", None
     if channel == "organic_social":
         return rng.choice(_SOCIAL_REFERRERS), "", None
@@ -1297,16 +1699,35 @@ def _acquisition(rng: random.Random, channel: str, country: _Country,
             source, ref, click = "bing", "https://www.bing.com/", "msclkid"
             token = f"{rng.getrandbits(128):032x}"
         utm = {"source": source, "medium": "cpc", "name": name, "term": term.replace("+", " ")}
-        return ref, (f"?utm_source={source}&utm_medium=cpc&utm_campaign={name}"
-                     f"&utm_term={term}&{click}={token}"), utm
+        return (
+            ref,
+            (
+                f"?utm_source={source}&utm_medium=cpc&utm_campaign={name}"
+                f"&utm_term={term}&{click}={token}"
+            ),
+            utm,
+        )
     if channel == "paid_social":
         name = rng.choice(_SOCIAL_CAMPAIGNS)
-        source, ref = (("facebook", "https://m.facebook.com/") if rng.random() < 0.55
-                       else ("instagram", "https://l.instagram.com/"))
-        utm = {"source": source, "medium": "cpc", "name": name, "content": "ad_" + str(
-            rng.randrange(1, 9))}
-        return ref, (f"?utm_source={source}&utm_medium=cpc&utm_campaign={name}"
-                     f"&utm_content={utm['content']}&fbclid=IwAR{_token(rng, 44)}"), utm
+        source, ref = (
+            ("facebook", "https://m.facebook.com/")
+            if rng.random() < 0.55
+            else ("instagram", "https://l.instagram.com/")
+        )
+        utm = {
+            "source": source,
+            "medium": "cpc",
+            "name": name,
+            "content": "ad_" + str(rng.randrange(1, 9)),
+        }
+        return (
+            ref,
+            (
+                f"?utm_source={source}&utm_medium=cpc&utm_campaign={name}"
+                f"&utm_content={utm['content']}&fbclid=IwAR{_token(rng, 44)}"
+            ),
+            utm,
+        )
     if channel == "display":
         source, name = rng.choice(_DISPLAY)
         utm = {"source": source, "medium": "display", "name": name}
@@ -1314,8 +1735,14 @@ def _acquisition(rng: random.Random, channel: str, country: _Country,
     if channel == "affiliate":
         source, ref = rng.choice(_AFFILIATES)
         utm = {"source": source, "medium": "affiliate", "name": "affiliate_programme"}
-        return ref, (f"?utm_source={source}&utm_medium=affiliate&utm_campaign=affiliate_programme"
-                     f"&awc={rng.randrange(10**4, 10**5)}_{rng.getrandbits(40)}"), utm
+        return (
+            ref,
+            (
+                f"?utm_source={source}&utm_medium=affiliate&utm_campaign=affiliate_programme"
+                f"&awc={rng.randrange(10**4, 10**5)}_{rng.getrandbits(40)}"
+            ),
+            utm,
+        )
     if channel == "email":
         name = campaign or "newsletter"
         utm = {"source": "newsletter", "medium": "email", "name": name}
@@ -1327,6 +1754,9 @@ def _acquisition(rng: random.Random, channel: str, country: _Country,
     raise ValueError(f"unknown channel {channel!r}")
 
 
+_HH_MM = tuple(f"T{h:02d}:{m:02d}:" for h in range(24) for m in range(60))
+
+
 class _Timestamps:
     """Fast ISO 8601 (UTC, millisecond, ``Z``) formatting of epoch seconds."""
 
@@ -1335,18 +1765,16 @@ class _Timestamps:
 
     def __call__(self, t: float) -> str:
         day, ms = divmod(int(t * 1000), 86_400_000)
+        minute, ms = divmod(ms, 60_000)
         prefix = self.days.get(day)
         if prefix is None:
-            prefix = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
-            self.days[day] = prefix
-        hours, ms = divmod(ms, 3_600_000)
-        minutes, ms = divmod(ms, 60_000)
-        seconds, ms = divmod(ms, 1000)
-        return f"{prefix}T{hours:02d}:{minutes:02d}:{seconds:02d}.{ms:03d}Z"
+            prefix = self.days[day] = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
+        return f"{prefix}{_HH_MM[minute]}{ms // 1000:02d}.{ms % 1000:03d}Z"
 
 
-def generate(customers: int = 1000, days: int = 90, seed: int = 7,
-             end: datetime | None = None) -> Iterator[tuple[str, dict]]:
+def generate(
+    customers: int = 1000, days: int = 90, seed: int = 7, end: datetime | None = None
+) -> Iterator[tuple[str, dict]]:
     """Yield (source name, Segment message) for a synthetic world; same args -> identical output.
 
     ``end`` is the world's last moment (UTC; a naive datetime is taken as UTC), by default today's
