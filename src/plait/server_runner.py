@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
+from plait import __version__
+from plait.core.console import console
 from plait.core.db import get_engine
 from plait.core.settings import Settings
 from plait.migrations import upgrade
@@ -21,11 +23,18 @@ def run_server(
 ) -> None:
     """Apply migrations, then serve until interrupted."""
     upgrade(get_engine(settings))
+    host, port = host or settings.server.host, port or settings.server.port
+    console.print(
+        f"Plait {__version__} serving on [bold]http://{host}:{port}[/]"
+        f" (database: {settings.database_url.split('://', 1)[0]}, lake: {settings.lake});"
+        " Ctrl+C stops it",
+        highlight=False,
+    )
     uvicorn.run(
         "plait.server_runner:app_factory",
         factory=True,
-        host=host or settings.server.host,
-        port=port or settings.server.port,
+        host=host,
+        port=port,
         workers=workers,
         log_level="warning",
         access_log=False,

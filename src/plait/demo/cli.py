@@ -72,5 +72,4 @@ def demo_command(
     if serve:
         from plait.server_runner import run_server
 
-        console.print(f"Serving on [bold]{url}[/] (Ctrl+C to stop)")
         run_server(settings)
