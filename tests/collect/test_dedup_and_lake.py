@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from plait.collect.event_store import events, prune_seen
 from plait.collect.ingest import ingest, rules_from_settings
 from plait.collect.messages import Envelope
-from plait.collect.replication import pending_count, sync_lake
+from plait.collect.replication import pending_count, replicated_seq, sync_lake
 from plait.core.clock import utcnow
 from plait.core.db import read, write
 from plait.core.sources import find_source
@@ -74,12 +74,8 @@ def test_lake_is_partitioned_by_day_and_sync_is_idempotent(engine, settings, sou
     assert str(first["date"]) == "2026-05-01"
     with read(engine) as conn:
         assert pending_count(conn) == 0
-        assert (
-            conn.execute(
-                sa.select(sa.func.count()).select_from(events).where(events.c.lake_batch.is_(None))
-            ).scalar_one()
-            == 0
-        )
+        newest = conn.execute(sa.select(sa.func.max(events.c.seq))).scalar()
+        assert replicated_seq(conn) == newest
 
 
 def test_new_events_go_to_new_files(engine, settings, source) -> None:
@@ -98,3 +94,15 @@ def test_new_events_go_to_new_files(engine, settings, source) -> None:
     assert first.files != second.files
     table = ds.dataset(f"{settings.lake}/events", format="parquet", partitioning="hive").to_table()
     assert sorted(table["anonymous_id"].to_pylist()) == ["a", "b"]
+
+
+def test_only_one_replicator_runs_at_a_time(engine, settings, source) -> None:
+    from plait.core.db import exclusive_job
+
+    send(engine, settings, [{"type": "page", "anonymousId": "a"}])
+    with exclusive_job(engine, "lake-sync") as mine:
+        assert mine
+        assert sync_lake(engine, settings).rows == 0
+        with read(engine) as conn:
+            assert pending_count(conn) == 1
+    assert sync_lake(engine, settings).rows == 1

@@ -23,15 +23,15 @@ from plait.collect.event_store import events
 from plait.collect.ingest import ingest, rules_from_settings
 from plait.collect.messages import Envelope
 from plait.collect.replication import (
-    _batch_table,
-    _claim_batch,
+    _next_batch,
+    _range_table,
     _write_days,
     lake_batches,
     pending_count,
     sync_lake,
 )
 from plait.core.clock import utcnow
-from plait.core.db import read, write
+from plait.core.db import read
 from plait.core.lake import dataset_path
 from plait.core.settings import Settings
 from plait.core.sources import Source, source_for_write_key
@@ -94,17 +94,21 @@ def _assert_lake_matches_database(settings: Settings, engine: sa.Engine) -> pa.T
     with engine.connect() as conn:
         db_rows = conn.execute(sa.select(events.c.id, events.c.message_id)).all()
         batches = conn.execute(
-            sa.select(lake_batches.c.id, lake_batches.c.completed_at, lake_batches.c.row_count)
+            sa.select(
+                lake_batches.c.id,
+                lake_batches.c.completed_at,
+                lake_batches.c.row_count,
+                lake_batches.c.seq_from,
+                lake_batches.c.seq_to,
+            )
         ).all()
-        unsynced = conn.execute(
-            sa.select(sa.func.count()).select_from(events).where(events.c.lake_batch.is_(None))
-        ).scalar_one()
-        per_batch = dict(
-            conn.execute(
-                sa.select(events.c.lake_batch, sa.func.count()).group_by(events.c.lake_batch)
-            ).all()
-        )
+        seqs = conn.execute(sa.select(events.c.seq)).scalars().all()
         assert pending_count(conn) == 0
+    covering = Counter(
+        batch.id for seq in seqs for batch in batches if batch.seq_from < seq <= batch.seq_to
+    )
+    per_batch = {batch.id: covering.get(batch.id, 0) for batch in batches}
+    unsynced = sum(1 for seq in seqs if not any(b.seq_from < seq <= b.seq_to for b in batches))
     assert set(lake_ids) == {str(row.id) for row in db_rows}
     assert set(lake_message_ids) == {row.message_id for row in db_rows}
     assert len(lake_ids) == len(db_rows)
@@ -312,13 +316,13 @@ def test_sync_lake_finishes_a_batch_left_unfinished_by_a_crash(
     first = [m for day in range(3) for m in _messages(run, day, 10, days_back=day)]
     _ingest(engine, settings, website, first)
 
-    # A sync that dies after claiming batch 1 (committed), and possibly after writing some
+    # A sync that dies after recording batch 1 (committed), and possibly after writing some
     # or all of its day files, but before marking it complete.
-    with write(engine) as conn:
-        crashed_batch = _claim_batch(conn, 100_000)
-    assert crashed_batch is not None
+    claimed = _next_batch(engine, 100_000)
+    assert claimed is not None
+    crashed_batch, seq_from, seq_to = claimed
     with read(engine) as conn:
-        table = _batch_table(conn, crashed_batch)
+        table = _range_table(conn, seq_from, seq_to)
     assert table.num_rows == len(first)
     if crash_after == "some_days_written":
         first_day = table["timestamp"][0].as_py().strftime("%Y-%m-%d")
@@ -350,7 +354,9 @@ def test_sync_lake_finishes_a_batch_left_unfinished_by_a_crash(
         ).all()
         first_batch_ids = set(
             conn.execute(
-                sa.select(events.c.message_id).where(events.c.lake_batch == crashed_batch)
+                sa.select(events.c.message_id).where(
+                    events.c.seq > seq_from, events.c.seq <= seq_to
+                )
             ).scalars()
         )
     assert [(b.id, b.row_count) for b in batches] == [

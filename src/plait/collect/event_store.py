@@ -23,7 +23,8 @@ from plait.core.sources import sources
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("id", sa.Uuid, nullable=False, unique=True),
     sa.Column("message_id", sa.Text, nullable=False),
     sa.Column("source_id", sa.Uuid, sa.ForeignKey("sources.id"), nullable=False),
     sa.Column("type", sa.String(16), nullable=False),
@@ -49,18 +50,17 @@ events = sa.Table(
     sa.Column("context", JSONValue),
     sa.Column("integrations", JSONValue),
     sa.Column("warnings", JSONValue),
-    sa.Column("lake_batch", sa.BigInteger),
     sa.Index("ix_events_timestamp", "timestamp", "id"),
     sa.Index("ix_events_user_id", "user_id", "timestamp"),
     sa.Index("ix_events_anonymous_id", "anonymous_id", "timestamp"),
     sa.Index("ix_events_source_id", "source_id", "timestamp"),
-    sa.Index(
-        "ix_events_unsynced",
-        "id",
-        sqlite_where=sa.text("lake_batch IS NULL"),
-        postgresql_where=sa.text("lake_batch IS NULL"),
-    ),
+    sqlite_autoincrement=True,
 )
+"""Events in arrival order: ``seq`` only grows, which is what lake replication follows."""
+
+INGEST_LOCK = 0x504C414954_01
+"""PostgreSQL advisory lock: event writers hold it shared, lake replication briefly
+exclusive, to learn a ``seq`` below which every transaction has finished."""
 
 seen_messages = sa.Table(
     "seen_messages",
@@ -115,15 +115,7 @@ def store_groups(
             owner.setdefault((row["source_id"], row["message_id"]), (index, row))
     accepted = [0] * len(groups)
     if owner:
-        claimed = conn.execute(
-            _insert(conn)(seen_messages)
-            .on_conflict_do_nothing()
-            .returning(seen_messages.c.source_id, seen_messages.c.message_id),
-            [
-                {"source_id": s, "message_id": m, "received_at": row["received_at"]}
-                for (s, m), (_index, row) in owner.items()
-            ],
-        )
+        claimed = _claim_message_ids(conn, owner)
         fresh = []
         for key in claimed:
             index, row = owner[tuple(key)]
@@ -137,6 +129,34 @@ def store_groups(
         Stored(accepted=accepted[index], duplicates=len(rows) - accepted[index])
         for index, (rows, _rejected) in enumerate(groups)
     ]
+
+
+def _claim_message_ids(
+    conn: Connection, owner: dict[tuple[UUID, str], tuple[int, dict[str, Any]]]
+) -> Sequence[Any]:
+    """Record message ids as seen; returns those not seen before (within the window)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})")
+        # One prepared statement with array parameters, whatever the group's size.
+        return conn.exec_driver_sql(
+            "INSERT INTO seen_messages (source_id, message_id, received_at) "
+            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
+            "ON CONFLICT DO NOTHING RETURNING source_id, message_id",
+            (
+                [source_id for source_id, _ in owner],
+                [message_id for _, message_id in owner],
+                [row["received_at"] for _index, row in owner.values()],
+            ),
+        ).all()
+    return conn.execute(
+        _insert(conn)(seen_messages)
+        .on_conflict_do_nothing()
+        .returning(seen_messages.c.source_id, seen_messages.c.message_id),
+        [
+            {"source_id": s, "message_id": m, "received_at": row["received_at"]}
+            for (s, m), (_index, row) in owner.items()
+        ],
+    ).all()
 
 
 def _insert(conn: Connection) -> Any:

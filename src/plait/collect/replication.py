@@ -1,9 +1,13 @@
 """Replication of events to the lake, incremental, crash-safe and idempotent.
 
-Each run claims the not-yet-replicated events into a numbered batch (committed), writes one
-Parquet file per day for that batch (``events/date=YYYY-MM-DD/batch-N.parquet``, atomically),
-then marks the batch done. A run that dies in between leaves a claimed batch, which the
-next run writes again under the same file names: no duplicates, no gaps.
+Events are numbered in arrival order (``events.seq``). A run first learns a *watermark*: a
+``seq`` below which every writing transaction has finished (SQLite has one writer at a
+time; on PostgreSQL writers hold a shared advisory lock that the run takes exclusively for
+an instant). It records the next range ``(seq_from, seq_to]`` as a numbered batch
+(committed), writes one Parquet file per day for that range
+(``events/date=YYYY-MM-DD/batch-N.parquet``, atomically), then marks the batch done. A run
+that dies in between leaves an unfinished batch, which the next run writes again under the
+same file names: no duplicates, no gaps, and no per-row bookkeeping on the hot path.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from plait.collect.event_store import events
+from plait.collect.event_store import INGEST_LOCK, events
 from plait.core.clock import utcnow
-from plait.core.db import UTCDateTime, metadata, read, write
+from plait.core.db import UTCDateTime, exclusive_job, metadata, read, write
 from plait.core.lake import remove_stale_temporaries, write_parquet
 from plait.core.settings import Settings
 from plait.core.sources import sources
@@ -27,6 +31,8 @@ lake_batches = sa.Table(
     "lake_batches",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("seq_from", sa.BigInteger, nullable=False),
+    sa.Column("seq_to", sa.BigInteger, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("completed_at", UTCDateTime),
     sa.Column("row_count", sa.Integer, nullable=False, default=0),
@@ -36,6 +42,7 @@ _TIME = pa.timestamp("us", tz="UTC")
 LAKE_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
+        ("seq", pa.int64()),
         ("message_id", pa.string()),
         ("source_id", pa.string()),
         ("source", pa.string()),
@@ -63,102 +70,149 @@ LAKE_SCHEMA = pa.schema(
         ("warnings", pa.string()),
     ]
 )
-_JSON_COLUMNS = ("traits", "properties", "context", "warnings")
-_ID_COLUMNS = ("id", "source_id")
+_JSON_COLUMNS = frozenset({"traits", "properties", "context", "warnings"})
+_UUID_COLUMNS = frozenset({"id", "source_id"})
+_TIME_COLUMNS = frozenset({"timestamp", "original_timestamp", "sent_at", "received_at"})
+DEFAULT_BATCH_ROWS = 100_000
 
 
 @dataclass
 class SyncReport:
-    """What one sync wrote."""
+    """What one sync wrote (nothing if another process was syncing)."""
 
     batches: int = 0
     rows: int = 0
     files: list[str] = field(default_factory=list)
 
 
-def sync_lake(engine: Engine, settings: Settings, *, batch_size: int = 100_000) -> SyncReport:
+def sync_lake(
+    engine: Engine, settings: Settings, *, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> SyncReport:
     """Replicate every event not yet in the lake; safe to run again at any point."""
     report = SyncReport()
-    remove_stale_temporaries(settings.lake)
-    while True:
-        with write(engine) as conn:
-            batch_id = _unfinished_batch(conn) or _claim_batch(conn, batch_size)
-        if batch_id is None:
+    with exclusive_job(engine, "lake-sync") as running:
+        if not running:
             return report
-        with read(engine) as conn:
-            table = _batch_table(conn, batch_id)
-        report.files.extend(_write_days(table, settings.lake, batch_id))
-        with write(engine) as conn:
-            conn.execute(
-                lake_batches.update()
-                .where(lake_batches.c.id == batch_id)
-                .values(completed_at=utcnow(), row_count=table.num_rows)
-            )
-        report.batches += 1
-        report.rows += table.num_rows
+        remove_stale_temporaries(settings.lake)
+        while True:
+            batch = _unfinished_batch(engine) or _next_batch(engine, batch_rows)
+            if batch is None:
+                return report
+            batch_id, seq_from, seq_to = batch
+            with read(engine) as conn:
+                table = _range_table(conn, seq_from, seq_to)
+            report.files.extend(_write_days(table, settings.lake, batch_id))
+            with write(engine) as conn:
+                conn.execute(
+                    lake_batches.update()
+                    .where(lake_batches.c.id == batch_id)
+                    .values(completed_at=utcnow(), row_count=table.num_rows)
+                )
+            report.batches += 1
+            report.rows += table.num_rows
+
+
+def replicated_seq(conn: Connection) -> int:
+    """The highest ``seq`` whose batch has been recorded (finished or not)."""
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.max(lake_batches.c.seq_to), 0))).scalar()
 
 
 def pending_count(conn: Connection) -> int:
-    """Events not yet replicated to the lake."""
-    unclaimed = conn.execute(
-        sa.select(sa.func.count()).select_from(events).where(events.c.lake_batch.is_(None))
-    ).scalar_one()
-    unfinished = conn.execute(
-        sa.select(sa.func.count())
-        .select_from(events.join(lake_batches, events.c.lake_batch == lake_batches.c.id))
-        .where(lake_batches.c.completed_at.is_(None))
-    ).scalar_one()
-    return unclaimed + unfinished
-
-
-def _unfinished_batch(conn: Connection) -> int | None:
-    return conn.execute(
-        sa.select(sa.func.min(lake_batches.c.id)).where(lake_batches.c.completed_at.is_(None))
+    """Events not yet in a finished lake batch."""
+    unfinished_from = conn.execute(
+        sa.select(sa.func.min(lake_batches.c.seq_from)).where(lake_batches.c.completed_at.is_(None))
     ).scalar()
-
-
-def _claim_batch(conn: Connection, batch_size: int) -> int | None:
-    batch_id = conn.execute(
-        lake_batches.insert().values(created_at=utcnow(), row_count=0).returning(lake_batches.c.id)
+    since = replicated_seq(conn) if unfinished_from is None else unfinished_from
+    return conn.execute(
+        sa.select(sa.func.count()).select_from(events).where(events.c.seq > since)
     ).scalar_one()
-    unclaimed = (
-        sa.select(events.c.id)
-        .where(events.c.lake_batch.is_(None))
-        .order_by(events.c.id)
-        .limit(batch_size)
-    )
-    claimed = conn.execute(
-        events.update()
-        .where(events.c.id.in_(unclaimed.scalar_subquery()), events.c.lake_batch.is_(None))
-        .values(lake_batch=batch_id)
-    ).rowcount
-    if claimed == 0:
-        conn.execute(lake_batches.delete().where(lake_batches.c.id == batch_id))
-        return None
-    return batch_id
 
 
-def _batch_table(conn: Connection, batch_id: int) -> pa.Table:
-    columns: list[Any] = []
-    for name in LAKE_SCHEMA.names:
-        if name == "source":
-            columns.append(sources.c.name.label("source"))
-        elif name in _JSON_COLUMNS:
-            columns.append(sa.cast(events.c[name], sa.Text).label(name))
-        else:
-            columns.append(events.c[name])
+def _unfinished_batch(engine: Engine) -> tuple[int, int, int] | None:
+    with read(engine) as conn:
+        row = conn.execute(
+            sa.select(lake_batches.c.id, lake_batches.c.seq_from, lake_batches.c.seq_to)
+            .where(lake_batches.c.completed_at.is_(None))
+            .order_by(lake_batches.c.id)
+            .limit(1)
+        ).first()
+    return tuple(row) if row else None
+
+
+def _watermark(engine: Engine) -> int:
+    """A ``seq`` at or below which no event can still appear."""
+    with write(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({INGEST_LOCK})")
+        return conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))).scalar()
+
+
+def _next_batch(engine: Engine, batch_rows: int) -> tuple[int, int, int] | None:
+    watermark = _watermark(engine)
+    with write(engine) as conn:
+        seq_from = replicated_seq(conn)
+        if watermark <= seq_from:
+            return None
+        limit_seq = conn.execute(
+            sa.select(events.c.seq)
+            .where(events.c.seq > seq_from, events.c.seq <= watermark)
+            .order_by(events.c.seq)
+            .offset(batch_rows - 1)
+            .limit(1)
+        ).scalar()
+        seq_to = limit_seq if limit_seq is not None else watermark
+        batch_id = conn.execute(
+            lake_batches.insert()
+            .values(seq_from=seq_from, seq_to=seq_to, created_at=utcnow(), row_count=0)
+            .returning(lake_batches.c.id)
+        ).scalar_one()
+    return batch_id, seq_from, seq_to
+
+
+def _lake_column(name: str, dialect: str) -> Any:
+    """A column as the lake wants it, converted by the database rather than row by row."""
+    if name == "source":
+        return sources.c.name.label("source")
+    column = events.c[name]
+    if name in _UUID_COLUMNS:
+        if dialect == "postgresql":
+            return sa.cast(column, sa.Text).label(name)
+        raw = sa.type_coerce(column, sa.String)
+        parts = [sa.func.substr(raw, start, length) for start, length in
+                 ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))]
+        dashed = parts[0]
+        for part in parts[1:]:
+            dashed = dashed.concat("-").concat(part)
+        return sa.func.lower(dashed).label(name)
+    if name in _JSON_COLUMNS:
+        if dialect == "postgresql":
+            return sa.cast(column, sa.Text).label(name)
+        return sa.type_coerce(column, sa.String).label(name)
+    if name in _TIME_COLUMNS:
+        target = sa.DateTime(timezone=True) if dialect == "postgresql" else sa.String()
+        return sa.type_coerce(column, target).label(name)
+    return column
+
+
+def _range_table(conn: Connection, seq_from: int, seq_to: int) -> pa.Table:
+    dialect = conn.dialect.name
     rows = conn.execute(
-        sa.select(*columns)
+        sa.select(*(_lake_column(name, dialect) for name in LAKE_SCHEMA.names))
         .join(sources, sources.c.id == events.c.source_id)
-        .where(events.c.lake_batch == batch_id)
-        .order_by(events.c.id)
+        .where(events.c.seq > seq_from, events.c.seq <= seq_to)
+        .order_by(events.c.seq)
     ).all()
-    data = {name: [row[i] for row in rows] for i, name in enumerate(LAKE_SCHEMA.names)}
-    for name in _ID_COLUMNS:
-        data[name] = [str(value) for value in data[name]]
-    for name in _JSON_COLUMNS:
-        data[name] = [None if value in (None, "null") else value for value in data[name]]
-    return pa.Table.from_pydict(data, schema=LAKE_SCHEMA)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(LAKE_SCHEMA.names)
+    arrays = []
+    for name, values in zip(LAKE_SCHEMA.names, columns, strict=True):
+        target = LAKE_SCHEMA.field(name).type
+        if name in _JSON_COLUMNS:
+            values = [None if value in (None, "null") else value for value in values]
+        if name in _TIME_COLUMNS and dialect != "postgresql":
+            arrays.append(pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(target))
+        else:
+            arrays.append(pa.array(values, target))
+    return pa.Table.from_arrays(arrays, schema=LAKE_SCHEMA)
 
 
 def _write_days(table: pa.Table, location: str, batch_id: int) -> list[str]:

@@ -7,6 +7,10 @@ concurrent writers wait for each other instead of failing.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -114,11 +118,90 @@ def create_engine(settings: Settings) -> Engine:
 
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
-    """A transaction meant to write: committed on success, rolled back on error."""
-    with engine.connect() as conn:
+    """A transaction meant to write: committed on success, rolled back on error.
+
+    On SQLite, Plait's writers queue on a lock file (threads and processes alike) rather
+    than polling SQLite's busy handler, which sleeps and wakes late under load.
+    """
+    with _sqlite_writer_lock(engine), engine.connect() as conn:
         conn = conn.execution_options(plait_write=True)
         with conn.begin():
             yield conn
+
+
+_thread_locks: dict[str, threading.Lock] = {}
+_lock_files: dict[str, int] = {}
+_registry_lock = threading.Lock()
+
+
+def _lock_path(engine: Engine, name: str) -> str | None:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return f"{database}.{name}.lock"
+
+
+def _lock_file(path: str) -> int:
+    with _registry_lock:
+        if path not in _lock_files:
+            _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            _thread_locks[path] = threading.Lock()
+        return _lock_files[path]
+
+
+@contextmanager
+def _sqlite_writer_lock(engine: Engine) -> Iterator[None]:
+    path = _lock_path(engine, "write")
+    if path is None:
+        yield
+        return
+    descriptor = _lock_file(path)
+    with _thread_locks[path]:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+@contextmanager
+def exclusive_job(engine: Engine, name: str) -> Iterator[bool]:
+    """Try to become the one process running job ``name``; yields whether it did.
+
+    PostgreSQL: a session advisory lock; SQLite: a lock file beside the database.
+    """
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:7])
+        with engine.connect() as conn:
+            got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})").scalar()
+            conn.commit()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+                    conn.commit()
+        return
+    path = _lock_path(engine, name)
+    if path is None:
+        yield True
+        return
+    descriptor = _lock_file(path)
+    if not _thread_locks[path].acquire(blocking=False):
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        _thread_locks[path].release()
 
 
 @contextmanager
@@ -132,12 +215,12 @@ def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, A
     """Insert many rows through the driver's ``executemany``, skipping Core's per-row work.
 
     Values go through the same bind processors SQLAlchemy would apply, so what is stored
-    is identical; columns missing from the rows get NULL.
+    is identical. The first row's keys name the columns (others take their defaults).
     """
     if not rows:
         return
     dialect = conn.dialect
-    columns = list(table.columns)
+    columns = [column for column in table.columns if column.name in rows[0]]
     processors = [column.type._cached_bind_processor(dialect) for column in columns]
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     preparer = dialect.identifier_preparer

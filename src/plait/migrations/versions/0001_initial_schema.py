@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 14:47:28.369883
+Create Date: 2026-11-22 15:24:55.728544
 """
 
 from collections.abc import Sequence
@@ -36,6 +36,8 @@ def upgrade() -> None:
     op.create_table(
         "lake_batches",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("seq_from", sa.BigInteger(), nullable=False),
+        sa.Column("seq_to", sa.BigInteger(), nullable=False),
         sa.Column("created_at", plait.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("completed_at", plait.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("row_count", sa.Integer(), nullable=False),
@@ -67,6 +69,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("message_id", sa.Text(), nullable=False),
         sa.Column("source_id", sa.Uuid(), nullable=False),
@@ -113,23 +116,17 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=True,
         ),
-        sa.Column("lake_batch", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["source_id"], ["sources.id"], name=op.f("fk_events_source_id_sources")
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_events")),
+        sa.UniqueConstraint("id", name=op.f("uq_events_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_anonymous_id", ["anonymous_id", "timestamp"], unique=False)
         batch_op.create_index("ix_events_source_id", ["source_id", "timestamp"], unique=False)
         batch_op.create_index("ix_events_timestamp", ["timestamp", "id"], unique=False)
-        batch_op.create_index(
-            "ix_events_unsynced",
-            ["id"],
-            unique=False,
-            sqlite_where=sa.text("lake_batch IS NULL"),
-            postgresql_where=sa.text("lake_batch IS NULL"),
-        )
         batch_op.create_index("ix_events_user_id", ["user_id", "timestamp"], unique=False)
 
     op.create_table(
@@ -160,11 +157,6 @@ def downgrade() -> None:
     op.drop_table("rejected_events")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index("ix_events_user_id")
-        batch_op.drop_index(
-            "ix_events_unsynced",
-            sqlite_where=sa.text("lake_batch IS NULL"),
-            postgresql_where=sa.text("lake_batch IS NULL"),
-        )
         batch_op.drop_index("ix_events_timestamp")
         batch_op.drop_index("ix_events_source_id")
         batch_op.drop_index("ix_events_anonymous_id")
