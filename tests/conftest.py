@@ -94,10 +94,10 @@ def admin_token(engine: sa.Engine) -> str:
 
 @pytest.fixture
 def client(settings: Settings, engine: sa.Engine) -> Iterator[TestClient]:
-    """The application in-process, without background work."""
+    """The application in-process (no upkeep process: tests sync the lake themselves)."""
     from plait.server import create_app
 
-    with TestClient(create_app(settings, background=False)) as test_client:
+    with TestClient(create_app(settings)) as test_client:
         yield test_client
 
 

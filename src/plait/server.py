@@ -1,13 +1,11 @@
 """The ASGI application: mounts each area's routers, renders every error as JSON, and runs
-the background work of ``plait serve`` (lake replication, de-duplication window upkeep)."""
+the group committer that makes concurrent requests share transactions."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -17,12 +15,9 @@ from starlette.exceptions import HTTPException
 
 from plait import __version__
 from plait.collect.api import management, tracking
-from plait.collect.event_store import prune_seen
 from plait.collect.group_commit import GroupCommitter
 from plait.collect.ingest import rules_from_settings
-from plait.collect.replication import sync_lake
-from plait.core.clock import utcnow
-from plait.core.db import get_engine, write
+from plait.core.db import get_engine
 from plait.core.errors import PlaitError
 from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
@@ -30,10 +25,8 @@ from plait.migrations import upgrade
 log = logging.getLogger("plait.server")
 
 
-def create_app(
-    settings: Settings | None = None, *, migrate: bool = True, background: bool = True
-) -> FastAPI:
-    """The Plait application for ``settings``; ``background`` runs lake replication."""
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """The Plait application for ``settings`` (``plait serve`` adds the upkeep process)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -41,14 +34,9 @@ def create_app(
         if migrate:
             await run_in_threadpool(upgrade, app.state.engine)
         app.state.committer = GroupCommitter(app.state.engine)
-        task = asyncio.create_task(_background(app)) if background else None
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await run_in_threadpool(app.state.committer.close)
 
     app = FastAPI(title="Plait", version=__version__, lifespan=lifespan)
@@ -98,22 +86,3 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error", exc_info=exc)
         body = {"error": {"code": "internal_error", "message": "an unexpected error occurred"}}
         return JSONResponse(body, status_code=500)
-
-
-async def _background(app: FastAPI) -> None:
-    """Replicate to the lake every few seconds and forget message ids past the window."""
-    settings: Settings = app.state.settings
-    engine = app.state.engine
-    while True:
-        try:
-            await run_in_threadpool(sync_lake, engine, settings)
-            await run_in_threadpool(_prune, engine, settings)
-        except Exception:
-            log.exception("background lake sync failed; retrying")
-        await asyncio.sleep(settings.server.lake_sync_interval_seconds)
-
-
-def _prune(engine: object, settings: Settings) -> None:
-    window = timedelta(days=settings.collect.dedup_window_days)
-    with write(engine) as conn:  # type: ignore[arg-type]
-        prune_seen(conn, utcnow() - window)

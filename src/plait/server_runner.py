@@ -1,10 +1,14 @@
-"""Running the server process: migrations first, then uvicorn."""
+"""Running ``plait serve``: migrations first, then the upkeep process, then uvicorn."""
 
 from __future__ import annotations
+
+import multiprocessing
+import os
 
 import uvicorn
 
 from plait import __version__
+from plait.collect.upkeep import run_upkeep
 from plait.core.console import console
 from plait.core.db import get_engine
 from plait.core.settings import Settings
@@ -30,12 +34,20 @@ def run_server(
         " Ctrl+C stops it",
         highlight=False,
     )
-    uvicorn.run(
-        "plait.server_runner:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,
+    upkeep = multiprocessing.get_context("spawn").Process(
+        target=run_upkeep, args=(settings, os.getpid()), name="plait-upkeep", daemon=True
     )
+    upkeep.start()
+    try:
+        uvicorn.run(
+            "plait.server_runner:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+    finally:
+        upkeep.terminate()
+        upkeep.join(timeout=10)

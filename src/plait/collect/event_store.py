@@ -148,15 +148,27 @@ def _claim_message_ids(
                 [row["received_at"] for _index, row in owner.values()],
             ),
         ).all()
-    return conn.execute(
-        _insert(conn)(seen_messages)
-        .on_conflict_do_nothing()
-        .returning(seen_messages.c.source_id, seen_messages.c.message_id),
+    # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so look up, then insert.
+    known: set[tuple[UUID, str]] = set()
+    keys = list(owner)
+    for start in range(0, len(keys), 5000):
+        chunk = keys[start : start + 5000]
+        rows = conn.execute(
+            sa.select(seen_messages.c.source_id, seen_messages.c.message_id).where(
+                seen_messages.c.message_id.in_({m for _, m in chunk})
+            )
+        )
+        known.update((source_id, message_id) for source_id, message_id in rows)
+    new = [key for key in keys if key not in known]
+    bulk_insert(
+        conn,
+        seen_messages,
         [
-            {"source_id": s, "message_id": m, "received_at": row["received_at"]}
-            for (s, m), (_index, row) in owner.items()
+            {"source_id": s, "message_id": m, "received_at": owner[(s, m)][1]["received_at"]}
+            for s, m in new
         ],
-    ).all()
+    )
+    return new
 
 
 def _insert(conn: Connection) -> Any:

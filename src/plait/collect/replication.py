@@ -178,8 +178,10 @@ def _lake_column(name: str, dialect: str) -> Any:
         if dialect == "postgresql":
             return sa.cast(column, sa.Text).label(name)
         raw = sa.type_coerce(column, sa.String)
-        parts = [sa.func.substr(raw, start, length) for start, length in
-                 ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))]
+        parts = [
+            sa.func.substr(raw, start, length)
+            for start, length in ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+        ]
         dashed = parts[0]
         for part in parts[1:]:
             dashed = dashed.concat("-").concat(part)

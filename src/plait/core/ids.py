@@ -1,29 +1,23 @@
-"""Time-ordered UUIDv7 identifiers for rows Plait creates (RFC 9562, monotonic per process)."""
+"""Time-ordered UUIDv7 identifiers for rows Plait creates (RFC 9562).
+
+The 48-bit millisecond timestamp comes first, so ids sort by creation time across
+processes; within a millisecond a process-wide counter (``itertools.count`` is atomic
+under the GIL, so no lock is needed) keeps a process's ids apart and mostly in order.
+"""
 
 from __future__ import annotations
 
+import itertools
 import os
-import threading
 import time
 import uuid
 
-_lock = threading.Lock()
-_last_ms = 0
-_counter = 0
+_counter = itertools.count(int.from_bytes(os.urandom(2)))
 
 
 def uuid7() -> uuid.UUID:
-    """A new UUIDv7; ids made by one process sort in creation order."""
-    global _last_ms, _counter
-    entropy = int.from_bytes(os.urandom(10))
-    with _lock:
-        ms = time.time_ns() // 1_000_000
-        if ms > _last_ms:
-            _last_ms, _counter = ms, (entropy >> 64) & 0x3FF
-        else:
-            _counter += 1
-            if _counter > 0xFFF:
-                _last_ms, _counter = _last_ms + 1, 0
-        ms, counter = _last_ms, _counter
-    tail = entropy & ((1 << 62) - 1)
-    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | tail)
+    """A new UUIDv7."""
+    ms = time.time_ns() // 1_000_000
+    sequence = next(_counter) & 0xFFF
+    tail = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+    return uuid.UUID(int=(ms << 80) | (0x7 << 76) | (sequence << 64) | (0b10 << 62) | tail)

@@ -75,7 +75,6 @@ def _fsync_directory(path: str) -> None:
         os.close(descriptor)
 
 
-
 def dataset_path(location: str, name: str) -> str:
     """Where a dataset (``events``, ``identities``) lives in the lake."""
     _filesystem, root = lake_filesystem(location)

@@ -1,0 +1,42 @@
+"""The event store's background upkeep, run by ``plait serve`` in a process of its own:
+replicate new events to the lake every few seconds and forget message ids older than the
+de-duplication window. A separate process keeps this work off the request path (and off
+the request path's interpreter lock); it stops when the server that started it is gone."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import timedelta
+
+from plait.collect.event_store import prune_seen
+from plait.collect.replication import sync_lake
+from plait.core.clock import utcnow
+from plait.core.db import get_engine, write
+from plait.core.settings import Settings
+
+log = logging.getLogger("plait.upkeep")
+
+
+def run_upkeep(settings: Settings, parent_pid: int) -> None:
+    """Loop until the parent process exits (also when it is killed)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    engine = get_engine(settings)
+    interval = settings.server.lake_sync_interval_seconds
+    while os.getppid() == parent_pid:
+        try:
+            upkeep_once(engine, settings)
+        except Exception:
+            log.exception("upkeep failed; retrying in %s s", interval)
+        deadline = time.monotonic() + interval
+        while time.monotonic() < deadline and os.getppid() == parent_pid:
+            time.sleep(min(0.5, interval))
+
+
+def upkeep_once(engine: object, settings: Settings) -> None:
+    """One round: replicate to the lake, then prune the de-duplication window."""
+    sync_lake(engine, settings)  # type: ignore[arg-type]
+    window = timedelta(days=settings.collect.dedup_window_days)
+    with write(engine) as conn:  # type: ignore[arg-type]
+        prune_seen(conn, utcnow() - window)
