@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from plait.core.clock import isoformat, parse_timestamp
-from plait.core.db import JSONValue, UTCDateTime, bulk_insert, metadata
+from plait.core.db import JSONValue, UTCDateTime, bulk_insert, insert_plan, metadata
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
 
@@ -96,43 +96,70 @@ class Stored:
     duplicates: int
 
 
+EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "seq")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One request's events and rejections, ready to store.
+
+    ``params`` are the events already bound for the driver (:func:`bind_events`), so a
+    caller can do that work on its own thread before queueing for a shared commit.
+    """
+
+    rows: Sequence[dict[str, Any]]
+    rejected: Sequence[dict[str, Any]] = ()
+    params: Sequence[tuple[Any, ...]] | None = None
+
+
+def bind_events(dialect: sa.Dialect, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Event rows as driver parameters for the events INSERT."""
+    return insert_plan(dialect, events, EVENT_COLUMNS).bind(rows)
+
+
 def store(conn: Connection, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:
     """Store new events (skipping message ids already seen) and rejections, set-wise."""
-    return store_groups(conn, [(rows, rejected)])[0]
+    return store_groups(conn, [Batch(rows, rejected)])[0]
 
 
-def store_groups(
-    conn: Connection, groups: Sequence[tuple[Sequence[dict[str, Any]], Sequence[dict]]]
-) -> list[Stored]:
+def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
     """Store several requests' events in one transaction, reporting each request's outcome.
 
     A message id seen twice — in the database, or in two requests of the group — is stored
     once and counted as accepted by the first request that carried it.
     """
-    owner: dict[tuple[UUID, str], tuple[int, dict[str, Any]]] = {}
-    for index, (rows, _rejected) in enumerate(groups):
-        for row in rows:
-            owner.setdefault((row["source_id"], row["message_id"]), (index, row))
-    accepted = [0] * len(groups)
+    owner: dict[tuple[UUID, str], tuple[int, int]] = {}
+    for index, batch in enumerate(batches):
+        for position, row in enumerate(batch.rows):
+            owner.setdefault((row["source_id"], row["message_id"]), (index, position))
+    accepted = [0] * len(batches)
     if owner:
-        claimed = _claim_message_ids(conn, owner)
-        fresh = []
-        for key in claimed:
-            index, row = owner[tuple(key)]
+        received = {
+            key: batches[index].rows[position]["received_at"]
+            for key, (index, position) in owner.items()
+        }
+        plan = insert_plan(conn.dialect, events, EVENT_COLUMNS)
+        bound = [batch.params for batch in batches]
+        params = []
+        for key in _claim_message_ids(conn, received):
+            index, position = owner[tuple(key)]
             accepted[index] += 1
-            fresh.append(row)
-        bulk_insert(conn, events, fresh)
-    rejected_rows = [row for _rows, rejected in groups for row in rejected]
+            if bound[index] is None:
+                bound[index] = plan.bind(batches[index].rows)
+            params.append(bound[index][position])
+        if params:
+            conn.exec_driver_sql(plan.sql, params)
+    rejected_rows = [row for batch in batches for row in batch.rejected]
     if rejected_rows:
         conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
     return [
-        Stored(accepted=accepted[index], duplicates=len(rows) - accepted[index])
-        for index, (rows, _rejected) in enumerate(groups)
+        Stored(accepted=accepted[index], duplicates=len(batch.rows) - accepted[index])
+        for index, batch in enumerate(batches)
     ]
 
 
 def _claim_message_ids(
-    conn: Connection, owner: dict[tuple[UUID, str], tuple[int, dict[str, Any]]]
+    conn: Connection, received: dict[tuple[UUID, str], datetime]
 ) -> Sequence[Any]:
     """Record message ids as seen; returns those not seen before (within the window)."""
     if conn.dialect.name == "postgresql":
@@ -143,14 +170,14 @@ def _claim_message_ids(
             "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
             "ON CONFLICT DO NOTHING RETURNING source_id, message_id",
             (
-                [source_id for source_id, _ in owner],
-                [message_id for _, message_id in owner],
-                [row["received_at"] for _index, row in owner.values()],
+                [source_id for source_id, _ in received],
+                [message_id for _, message_id in received],
+                list(received.values()),
             ),
         ).all()
     # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so look up, then insert.
     known: set[tuple[UUID, str]] = set()
-    keys = list(owner)
+    keys = list(received)
     for start in range(0, len(keys), 5000):
         chunk = keys[start : start + 5000]
         rows = conn.execute(
@@ -163,10 +190,7 @@ def _claim_message_ids(
     bulk_insert(
         conn,
         seen_messages,
-        [
-            {"source_id": s, "message_id": m, "received_at": owner[(s, m)][1]["received_at"]}
-            for s, m in new
-        ],
+        [{"source_id": s, "message_id": m, "received_at": received[(s, m)]} for s, m in new],
     )
     return new
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from plait.collect.event_store import Stored, store_groups
+from plait.collect.event_store import Batch, Stored, bind_events, store_groups
 from plait.core.db import write
 
 _STOP = object()
@@ -33,9 +33,14 @@ class GroupCommitter:
         self._thread.start()
 
     def store(self, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:
-        """Queue rows for the next group and wait for the commit (or its error)."""
+        """Queue rows for the next group and wait for the commit (or its error).
+
+        The rows are bound for the driver here, on the caller's thread, so the writer
+        thread — the one serial stage — only executes and commits.
+        """
         done: Future[Stored] = Future()
-        self._queue.put((rows, rejected, done))
+        batch = Batch(rows, rejected, bind_events(self.engine.dialect, rows))
+        self._queue.put((batch, done))
         return done.result()
 
     def close(self) -> None:
@@ -49,7 +54,7 @@ class GroupCommitter:
             first = self._queue.get()
             if first is _STOP:
                 return
-            group, size = [first], len(first[0])
+            group, size = [first], len(first[0].rows)
             while size < self.max_rows:
                 try:
                     item = self._queue.get_nowait()
@@ -59,25 +64,25 @@ class GroupCommitter:
                     stopping = True
                     break
                 group.append(item)
-                size += len(item[0])
+                size += len(item[0].rows)
             self._commit(group)
 
-    def _commit(self, group: list[tuple[Sequence[dict], Sequence[dict], Future[Stored]]]) -> None:
+    def _commit(self, group: list[tuple[Batch, Future[Stored]]]) -> None:
         """Commit the group; if that fails, commit each request alone, so one bad request
         fails only itself."""
         try:
             with write(self.engine) as conn:
-                outcomes = store_groups(conn, [(rows, rejected) for rows, rejected, _ in group])
+                outcomes = store_groups(conn, [batch for batch, _done in group])
         except Exception as exc:
             if len(group) == 1:
-                group[0][2].set_exception(exc)
+                group[0][1].set_exception(exc)
                 return
             for item in group:
                 self._commit([item])
             return
         except BaseException as exc:  # every waiter must hear of the failure
-            for _rows, _rejected, done in group:
+            for _batch, done in group:
                 done.set_exception(exc)
             raise
-        for (_rows, _rejected, done), outcome in zip(group, outcomes, strict=True):
+        for (_batch, done), outcome in zip(group, outcomes, strict=True):
             done.set_result(outcome)

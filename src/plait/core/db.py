@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,22 +39,36 @@ JSONValue = sa.JSON().with_variant(JSONB(), "postgresql")
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A timestamp stored in UTC and always returned timezone-aware."""
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    PostgreSQL stores ``timestamptz``. SQLite stores fixed-width text
+    (``YYYY-MM-DD HH:MM:SS.ffffff``, the layout SQLAlchemy uses), which sorts and compares
+    correctly as text and converts in C both ways.
+    """
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(26))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            utc = value.astimezone(UTC).replace(tzinfo=None)
+            return utc.isoformat(sep=" ", timespec="microseconds")
+        return value
 
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
@@ -211,33 +226,59 @@ def read(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def bulk_insert(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+@dataclass(frozen=True)
+class InsertPlan:
+    """A driver-level INSERT for some columns of a table, with their bind processors."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Any, ...]
+
+    def bind(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Rows as the driver's parameter tuples (what SQLAlchemy would send)."""
+        pairs = tuple(zip(self.names, self.processors, strict=True))
+        return [
+            tuple(process(row.get(name)) if process else row.get(name) for name, process in pairs)
+            for row in rows
+        ]
+
+
+_plans: dict[tuple[str, str, tuple[str, ...]], InsertPlan] = {}
+
+
+def insert_plan(dialect: sa.Dialect, table: sa.Table, names: Sequence[str]) -> InsertPlan:
+    """The INSERT of ``names`` into ``table`` for ``dialect`` (built once, then cached)."""
+    key = (dialect.name, table.name, tuple(names))
+    if key not in _plans:
+        columns = [table.c[name] for name in names]
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        preparer = dialect.identifier_preparer
+        sql = (
+            f"INSERT INTO {preparer.format_table(table)} "
+            f"({', '.join(preparer.format_column(c) for c in columns)}) "
+            f"VALUES ({', '.join(marker for _ in columns)})"
+        )
+        processors = tuple(column.type._cached_bind_processor(dialect) for column in columns)
+        _plans[key] = InsertPlan(sql, tuple(names), processors)
+    return _plans[key]
+
+
+def bulk_insert(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    params: Sequence[tuple[Any, ...]] | None = None,
+) -> None:
     """Insert many rows through the driver's ``executemany``, skipping Core's per-row work.
 
     Values go through the same bind processors SQLAlchemy would apply, so what is stored
-    is identical. The first row's keys name the columns (others take their defaults).
+    is identical. The first row's keys name the columns (others take their defaults);
+    ``params`` are the rows already bound by :meth:`InsertPlan.bind`, if the caller did it.
     """
     if not rows:
         return
-    dialect = conn.dialect
-    columns = [column for column in table.columns if column.name in rows[0]]
-    processors = [column.type._cached_bind_processor(dialect) for column in columns]
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
-    preparer = dialect.identifier_preparer
-    sql = (
-        f"INSERT INTO {preparer.format_table(table)} "
-        f"({', '.join(preparer.format_column(c) for c in columns)}) "
-        f"VALUES ({', '.join(marker for _ in columns)})"
-    )
-    names = [column.name for column in columns]
-    params = [
-        tuple(
-            process(row.get(name)) if process else row.get(name)
-            for name, process in zip(names, processors, strict=True)
-        )
-        for row in rows
-    ]
-    conn.exec_driver_sql(sql, params)
+    plan = insert_plan(conn.dialect, table, list(rows[0]))
+    conn.exec_driver_sql(plan.sql, list(params) if params is not None else plan.bind(rows))
 
 
 def dispose_engines() -> None:
