@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from plait.core.clock import isoformat, parse_timestamp
-from plait.core.db import JSONValue, UTCDateTime, bulk_insert, insert_plan, metadata
+from plait.core.db import InsertPlan, JSONValue, UTCDateTime, insert_plan, metadata
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
 
@@ -103,18 +103,38 @@ EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name !=
 class Batch:
     """One request's events and rejections, ready to store.
 
-    ``params`` are the events already bound for the driver (:func:`bind_events`), so a
-    caller can do that work on its own thread before queueing for a shared commit.
+    ``params`` and ``seen_params`` are its rows already bound for the driver
+    (:meth:`bound`), so a caller can do that work on its own thread before queueing for a
+    shared commit.
     """
 
     rows: Sequence[dict[str, Any]]
     rejected: Sequence[dict[str, Any]] = ()
     params: Sequence[tuple[Any, ...]] | None = None
+    seen_params: Sequence[tuple[Any, ...]] | None = None
+
+    @classmethod
+    def bound(
+        cls, dialect: sa.Dialect, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]
+    ) -> Batch:
+        """A batch whose rows are already bound for the driver."""
+        return cls(rows, rejected, _events_plan(dialect).bind(rows), _seen_plan(dialect).bind(rows))
 
 
-def bind_events(dialect: sa.Dialect, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Event rows as driver parameters for the events INSERT."""
-    return insert_plan(dialect, events, EVENT_COLUMNS).bind(rows)
+SEEN_COLUMNS = ("source_id", "message_id", "received_at")
+
+
+def _events_plan(dialect: sa.Dialect) -> InsertPlan:
+    return insert_plan(dialect, events, EVENT_COLUMNS)
+
+
+def _seen_plan(dialect: sa.Dialect) -> InsertPlan:
+    return insert_plan(
+        dialect,
+        seen_messages,
+        SEEN_COLUMNS,
+        "ON CONFLICT DO NOTHING RETURNING source_id, message_id",
+    )
 
 
 def store(conn: Connection, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:
@@ -134,21 +154,16 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
             owner.setdefault((row["source_id"], row["message_id"]), (index, position))
     accepted = [0] * len(batches)
     if owner:
-        received = {
-            key: batches[index].rows[position]["received_at"]
-            for key, (index, position) in owner.items()
-        }
-        plan = insert_plan(conn.dialect, events, EVENT_COLUMNS)
-        bound = [batch.params for batch in batches]
+        dialect = conn.dialect
+        batches = [
+            batch if batch.params is not None else Batch.bound(dialect, batch.rows, batch.rejected)
+            for batch in batches
+        ]
         params = []
-        for key in _claim_message_ids(conn, received):
-            index, position = owner[tuple(key)]
+        for index, position in _claim_message_ids(conn, batches, owner):
             accepted[index] += 1
-            if bound[index] is None:
-                bound[index] = plan.bind(batches[index].rows)
-            params.append(bound[index][position])
-        if params:
-            conn.exec_driver_sql(plan.sql, params)
+            params.append(batches[index].params[position])
+        _events_plan(dialect).execute(conn, params)
     rejected_rows = [row for batch in batches for row in batch.rejected]
     if rejected_rows:
         conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
@@ -159,40 +174,34 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
 
 
 def _claim_message_ids(
-    conn: Connection, received: dict[tuple[UUID, str], datetime]
-) -> Sequence[Any]:
-    """Record message ids as seen; returns those not seen before (within the window)."""
+    conn: Connection, batches: Sequence[Batch], owner: dict[tuple[UUID, str], tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """Record message ids as seen; returns (batch, position) of those not seen before."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})")
         # One prepared statement with array parameters, whatever the group's size.
-        return conn.exec_driver_sql(
+        claimed = conn.exec_driver_sql(
             "INSERT INTO seen_messages (source_id, message_id, received_at) "
             "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
             "ON CONFLICT DO NOTHING RETURNING source_id, message_id",
             (
-                [source_id for source_id, _ in received],
-                [message_id for _, message_id in received],
-                list(received.values()),
+                [source_id for source_id, _ in owner],
+                [message_id for _, message_id in owner],
+                [batches[i].rows[p]["received_at"] for i, p in owner.values()],
             ),
-        ).all()
-    # SQLite: this transaction is the only writer (BEGIN IMMEDIATE), so look up, then insert.
-    known: set[tuple[UUID, str]] = set()
-    keys = list(received)
-    for start in range(0, len(keys), 5000):
-        chunk = keys[start : start + 5000]
-        rows = conn.execute(
-            sa.select(seen_messages.c.source_id, seen_messages.c.message_id).where(
-                seen_messages.c.message_id.in_({m for _, m in chunk})
-            )
         )
-        known.update((source_id, message_id) for source_id, message_id in rows)
-    new = [key for key in keys if key not in known]
-    bulk_insert(
-        conn,
-        seen_messages,
-        [{"source_id": s, "message_id": m, "received_at": received[(s, m)]} for s, m in new],
-    )
-    return new
+        return [owner[(source_id, message_id)] for source_id, message_id in claimed]
+    # SQLite answers with the stored form of the key; map it back to the batch position.
+    by_stored = {}
+    params = []
+    for index, position in owner.values():
+        bound = batches[index].seen_params[position]
+        by_stored[(bound[0], bound[1])] = (index, position)
+        params.append(bound)
+    return [
+        by_stored[(stored, message)]
+        for stored, message in _seen_plan(conn.dialect).execute(conn, params)
+    ]
 
 
 def _insert(conn: Connection) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from plait.collect.event_store import Batch, Stored, bind_events, store_groups
+from plait.collect.event_store import Batch, Stored, store_groups
 from plait.core.db import write
 
 _STOP = object()
@@ -39,7 +39,7 @@ class GroupCommitter:
         thread — the one serial stage — only executes and commits.
         """
         done: Future[Stored] = Future()
-        batch = Batch(rows, rejected, bind_events(self.engine.dialect, rows))
+        batch = Batch.bound(self.engine.dialect, rows, rejected)
         self._queue.put((batch, done))
         return done.result()
 

@@ -230,9 +230,36 @@ def read(engine: Engine) -> Iterator[Connection]:
 class InsertPlan:
     """A driver-level INSERT for some columns of a table, with their bind processors."""
 
-    sql: str
+    head: str
+    row_marker: str
+    suffix: str
     names: tuple[str, ...]
     processors: tuple[Any, ...]
+
+    @property
+    def sql(self) -> str:
+        """The one-row statement (for ``executemany``)."""
+        return f"{self.head} VALUES {self.row_marker}{self.suffix}"
+
+    def execute(self, conn: Connection, params: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Insert bound rows; returns what a RETURNING suffix returns. On SQLite, many rows
+        per statement, which is several times faster than ``executemany`` under load."""
+        if not params:
+            return []
+        if conn.dialect.name != "sqlite":
+            if self.suffix:
+                return [tuple(r) for p in params for r in conn.exec_driver_sql(self.sql, p)]
+            conn.exec_driver_sql(self.sql, list(params))
+            return []
+        returned: list[Any] = []
+        per_statement = max(1, _SQLITE_MAX_VARIABLES // len(self.names))
+        for start in range(0, len(params), per_statement):
+            chunk = params[start : start + per_statement]
+            sql = f"{self.head} VALUES {', '.join([self.row_marker] * len(chunk))}{self.suffix}"
+            result = conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+            if self.suffix:
+                returned.extend(tuple(row) for row in result)
+        return returned
 
     def bind(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Rows as the driver's parameter tuples (what SQLAlchemy would send)."""
@@ -243,42 +270,30 @@ class InsertPlan:
         ]
 
 
-_plans: dict[tuple[str, str, tuple[str, ...]], InsertPlan] = {}
+_plans: dict[tuple[str, str, tuple[str, ...], str], InsertPlan] = {}
+_SQLITE_MAX_VARIABLES = 32_000
 
 
-def insert_plan(dialect: sa.Dialect, table: sa.Table, names: Sequence[str]) -> InsertPlan:
-    """The INSERT of ``names`` into ``table`` for ``dialect`` (built once, then cached)."""
-    key = (dialect.name, table.name, tuple(names))
+def insert_plan(
+    dialect: sa.Dialect, table: sa.Table, names: Sequence[str], suffix: str = ""
+) -> InsertPlan:
+    """The INSERT of ``names`` into ``table`` for ``dialect`` (built once, then cached);
+    ``suffix`` is appended, e.g. ``ON CONFLICT DO NOTHING RETURNING …``."""
+    key = (dialect.name, table.name, tuple(names), suffix)
     if key not in _plans:
         columns = [table.c[name] for name in names]
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         preparer = dialect.identifier_preparer
-        sql = (
+        head = (
             f"INSERT INTO {preparer.format_table(table)} "
-            f"({', '.join(preparer.format_column(c) for c in columns)}) "
-            f"VALUES ({', '.join(marker for _ in columns)})"
+            f"({', '.join(preparer.format_column(c) for c in columns)})"
         )
         processors = tuple(column.type._cached_bind_processor(dialect) for column in columns)
-        _plans[key] = InsertPlan(sql, tuple(names), processors)
+        row_marker = f"({', '.join(marker for _ in columns)})"
+        _plans[key] = InsertPlan(
+            head, row_marker, f" {suffix}" if suffix else "", tuple(names), processors
+        )
     return _plans[key]
-
-
-def bulk_insert(
-    conn: Connection,
-    table: sa.Table,
-    rows: Sequence[Mapping[str, Any]],
-    params: Sequence[tuple[Any, ...]] | None = None,
-) -> None:
-    """Insert many rows through the driver's ``executemany``, skipping Core's per-row work.
-
-    Values go through the same bind processors SQLAlchemy would apply, so what is stored
-    is identical. The first row's keys name the columns (others take their defaults);
-    ``params`` are the rows already bound by :meth:`InsertPlan.bind`, if the caller did it.
-    """
-    if not rows:
-        return
-    plan = insert_plan(conn.dialect, table, list(rows[0]))
-    conn.exec_driver_sql(plan.sql, list(params) if params is not None else plan.bind(rows))
 
 
 def dispose_engines() -> None:
