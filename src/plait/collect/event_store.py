@@ -68,6 +68,7 @@ seen_messages = sa.Table(
     sa.Column("source_id", sa.Uuid, primary_key=True),
     sa.Column("message_id", sa.Text, primary_key=True),
     sa.Column("received_at", UTCDateTime, nullable=False, index=True),
+    sqlite_with_rowid=False,
 )
 
 rejected_events = sa.Table(

@@ -141,10 +141,13 @@ def _unfinished_batch(engine: Engine) -> tuple[int, int, int] | None:
 
 def _watermark(engine: Engine) -> int:
     """A ``seq`` at or below which no event can still appear."""
+    newest = sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))
+    if engine.dialect.name != "postgresql":
+        with read(engine) as conn:  # one writer at a time: what is committed is final
+            return conn.execute(newest).scalar()
     with write(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({INGEST_LOCK})")
-        return conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))).scalar()
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({INGEST_LOCK})")
+        return conn.execute(newest).scalar()
 
 
 def _next_batch(engine: Engine, batch_rows: int) -> tuple[int, int, int] | None:

@@ -1,19 +1,24 @@
 """The event store's background upkeep, run by ``plait serve`` in a process of its own:
-replicate new events to the lake every few seconds and forget message ids older than the
-de-duplication window. A separate process keeps this work off the request path (and off
-the request path's interpreter lock); it stops when the server that started it is gone."""
+replicate new events to the lake every few seconds, forget message ids older than the
+de-duplication window, and (SQLite) checkpoint the write-ahead log every second.
+
+A separate process keeps this work off the request path (and off the request path's
+interpreter lock); it stops when the server that started it is gone."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from datetime import timedelta
+
+from sqlalchemy.engine import Engine
 
 from plait.collect.event_store import prune_seen
 from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
-from plait.core.db import get_engine, write
+from plait.core.db import checkpoint, get_engine, write
 from plait.core.settings import Settings
 
 log = logging.getLogger("plait.upkeep")
@@ -24,6 +29,9 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     engine = get_engine(settings)
     interval = settings.server.lake_sync_interval_seconds
+    threading.Thread(
+        target=_checkpoint_loop, args=(engine, parent_pid), name="plait-checkpoint", daemon=True
+    ).start()
     while os.getppid() == parent_pid:
         try:
             upkeep_once(engine, settings)
@@ -32,6 +40,16 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and os.getppid() == parent_pid:
             time.sleep(min(0.5, interval))
+
+
+def _checkpoint_loop(engine: Engine, parent_pid: int) -> None:
+    """Keep SQLite's write-ahead log short, so request writers never have to."""
+    while os.getppid() == parent_pid:
+        try:
+            checkpoint(engine)
+        except Exception:
+            log.exception("checkpoint failed")
+        time.sleep(1)
 
 
 def upkeep_once(engine: object, settings: Settings) -> None:

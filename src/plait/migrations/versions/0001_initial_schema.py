@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("message_id", sa.Text(), nullable=False),
         sa.Column("received_at", plait.core.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("source_id", "message_id", name=op.f("pk_seen_messages")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("seen_messages", schema=None) as batch_op:
         batch_op.create_index(
