@@ -232,11 +232,15 @@ def read(engine: Engine) -> Iterator[Connection]:
 class InsertPlan:
     """A driver-level INSERT for some columns of a table, with their bind processors."""
 
-    head: str
+    target: str
     row_marker: str
     suffix: str
     names: tuple[str, ...]
     processors: tuple[Any, ...]
+
+    @property
+    def head(self) -> str:
+        return f"INSERT INTO {self.target}"
 
     @property
     def sql(self) -> str:
@@ -244,14 +248,23 @@ class InsertPlan:
         return f"{self.head} VALUES {self.row_marker}{self.suffix}"
 
     def execute(self, conn: Connection, params: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Insert bound rows; returns what a RETURNING suffix returns. On SQLite, many rows
-        per statement, which is several times faster than ``executemany`` under load."""
+        """Insert bound rows; returns what a RETURNING suffix returns. PostgreSQL takes plain
+        inserts through COPY; SQLite takes many rows per statement. Both are several times
+        cheaper than ``executemany``."""
         if not params:
             return []
         if conn.dialect.name != "sqlite":
             if self.suffix:
                 return [tuple(r) for p in params for r in conn.exec_driver_sql(self.sql, p)]
-            conn.exec_driver_sql(self.sql, list(params))
+            statement = f"COPY {self.target} FROM STDIN"
+            cursor = conn.connection.driver_connection.cursor()
+            dbapi_error = conn.dialect.loaded_dbapi.Error
+            try:
+                with cursor.copy(statement) as copy:
+                    for row in params:
+                        copy.write_row(row)
+            except dbapi_error as exc:  # report it as SQLAlchemy would
+                raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error) from exc
             return []
         returned: list[Any] = []
         per_statement = max(1, _SQLITE_MAX_VARIABLES // len(self.names))
@@ -286,14 +299,14 @@ def insert_plan(
         columns = [table.c[name] for name in names]
         marker = "?" if dialect.paramstyle == "qmark" else "%s"
         preparer = dialect.identifier_preparer
-        head = (
-            f"INSERT INTO {preparer.format_table(table)} "
+        target = (
+            f"{preparer.format_table(table)} "
             f"({', '.join(preparer.format_column(c) for c in columns)})"
         )
         processors = tuple(column.type._cached_bind_processor(dialect) for column in columns)
         row_marker = f"({', '.join(marker for _ in columns)})"
         _plans[key] = InsertPlan(
-            head, row_marker, f" {suffix}" if suffix else "", tuple(names), processors
+            target, row_marker, f" {suffix}" if suffix else "", tuple(names), processors
         )
     return _plans[key]
 
