@@ -249,6 +249,7 @@ class LoadPlan:
     seconds: float
     bodies: int
     seed: int
+    rate: float = 0.0
 
 
 def generator_main(plan: LoadPlan, pipe: Any) -> None:
@@ -319,21 +320,34 @@ async def _run_load(
 
     async def connection(client: httpx.AsyncClient) -> None:
         while time.perf_counter() < end_at:
-            body = take_body()
-            began = time.perf_counter()
-            status, accepted, error = 0, 0, None
-            try:
-                response = await client.post("/v1/batch", content=body, headers=headers)
-                status = response.status_code
-                if status == 200:
-                    accepted = int(orjson.loads(response.content).get("accepted", 0))
-                    if accepted != plan.batch_size:
-                        error = f"accepted {accepted} of {plan.batch_size}"
-                else:
-                    error = f"HTTP {status}: {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:200]
-            records.append((began, time.perf_counter(), status, accepted, error))
+            await send(client, take_body(), time.perf_counter())
+
+    async def paced(client: httpx.AsyncClient) -> None:
+        """Open loop: request k is due at start + k·interval, whether or not earlier ones
+        have finished; latency counts from when it was due (no coordinated omission)."""
+        interval = plan.batch_size / plan.rate
+        in_flight = []
+        due = start_at
+        while due < end_at:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            in_flight.append(asyncio.create_task(send(client, take_body(), due)))
+            due += interval
+        await asyncio.gather(*in_flight)
+
+    async def send(client: httpx.AsyncClient, body: bytes, began: float) -> None:
+        status, accepted, error = 0, 0, None
+        try:
+            response = await client.post("/v1/batch", content=body, headers=headers)
+            status = response.status_code
+            if status == 200:
+                accepted = int(orjson.loads(response.content).get("accepted", 0))
+                if accepted != plan.batch_size:
+                    error = f"accepted {accepted} of {plan.batch_size}"
+            else:
+                error = f"HTTP {status}: {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:200]
+        records.append((began, time.perf_counter(), status, accepted, error))
 
     cpu: dict[str, float] = {}
 
@@ -350,7 +364,10 @@ async def _run_load(
         await asyncio.gather(*(client.get("/health") for _ in range(plan.connections)))
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         sampler = asyncio.create_task(cpu_sampler())
-        await asyncio.gather(*(connection(client) for _ in range(plan.connections)))
+        if plan.rate > 0:
+            await paced(client)
+        else:
+            await asyncio.gather(*(connection(client) for _ in range(plan.connections)))
         await sampler
     return {
         "records": records,
@@ -614,6 +631,7 @@ class RunResult:
     batch_size: int
     seconds: float
     warmup: float
+    offered_rate: float = 0.0
     events_per_second: float = 0.0
     requests_per_second: float = 0.0
     p50_ms: float = 0.0
@@ -700,6 +718,7 @@ def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) ->
         batch_size=args.batch_size,
         seconds=args.seconds,
         warmup=args.warmup,
+        offered_rate=args.rate,
         server_env=list(args.server_env),
     )
     home = Path(tempfile.mkdtemp(prefix=f"plait-bench-{database}-"))
@@ -714,7 +733,7 @@ def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) ->
         env = server_env(home, database_url, args.server_env)
 
         # Bodies are built in the generator process while the server starts.
-        rate_ceiling = args.max_rate
+        rate_ceiling = max(args.max_rate, args.rate)
         bodies = int(rate_ceiling * (args.warmup + args.seconds) / args.batch_size) + 1
         plan = LoadPlan(
             url="",
@@ -724,6 +743,7 @@ def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) ->
             seconds=args.seconds,
             bodies=bodies,
             seed=args.seed,
+            rate=args.rate,
         )
         port = free_port()
         plan.url = f"http://127.0.0.1:{port}"
@@ -863,6 +883,7 @@ def print_table(console: Any, results: list[RunResult]) -> None:
         "database",
         "workers",
         "conns",
+        "offered ev/s",
         "events/s",
         "requests/s",
         "p50 ms",
@@ -877,7 +898,7 @@ def print_table(console: Any, results: list[RunResult]) -> None:
         table.add_column(column, justify="left" if column == "database" else "right")
     for r in results:
         if r.failure:
-            table.add_row(r.database, str(r.workers), str(r.connections), "[red]failed[/]")
+            table.add_row(r.database, str(r.workers), str(r.connections), "", "[red]failed[/]")
             continue
         fast = r.events_per_second >= TARGET_EVENTS_PER_SECOND
         quick = r.p99_ms < TARGET_P99_MS
@@ -894,6 +915,7 @@ def print_table(console: Any, results: list[RunResult]) -> None:
             r.database,
             str(r.workers),
             str(r.connections),
+            f"{r.offered_rate:,.0f}" if r.offered_rate else "max",
             f"[{'green' if fast else 'red'}]{r.events_per_second:,.0f}[/]",
             f"{r.requests_per_second:,.1f}",
             f"{r.p50_ms:.1f}",
@@ -946,6 +968,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="measurement window")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered load in events/s, sent on a fixed schedule (open loop); latency then "
+        "counts from when each request was due. 0: each connection sends back to back",
+    )
     parser.add_argument(
         "--workers", default="1", help="server worker processes; a comma list runs each"
     )
