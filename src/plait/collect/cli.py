@@ -9,7 +9,6 @@ import typer
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
 from plait.collect.messages import TYPES
-from plait.collect.replication import pending_count, sync_lake
 from plait.collect.sources import add_source
 from plait.core.clock import parse_timestamp
 from plait.core.console import console, open_database, print_json, print_table
@@ -139,6 +138,8 @@ def events_rejected(
 @lake_app.command("sync")
 def lake_sync(as_json: JsonFlag = False) -> None:
     """Replicate new events to the lake now (``plait serve`` does this every few seconds)."""
+    from plait.collect.replication import pending_count, sync_lake
+
     settings = get_settings()
     engine = open_database(settings)
     report = sync_lake(engine, settings)

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from plait.collect.replication import sync_lake
 from plait.core.auth import create_token
 from plait.core.console import console, open_database, print_json
 from plait.core.db import write
@@ -22,6 +21,7 @@ def demo_command(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
 ) -> None:
     """Build a realistic omnichannel demo world, then start the server."""
+    from plait.collect.replication import sync_lake
     from plait.demo.build import build_demo
 
     settings = get_settings()
