@@ -289,6 +289,11 @@ _plans: dict[tuple[str, str, tuple[str, ...], str], InsertPlan] = {}
 _SQLITE_MAX_VARIABLES = 32_000
 
 
+def _json_text(value: Any) -> str | None:
+    """A JSON column's value as text, which COPY hands to PostgreSQL to parse."""
+    return None if value is None else _json_dumps(value)
+
+
 def insert_plan(
     dialect: sa.Dialect, table: sa.Table, names: Sequence[str], suffix: str = ""
 ) -> InsertPlan:
@@ -303,7 +308,13 @@ def insert_plan(
             f"{preparer.format_table(table)} "
             f"({', '.join(preparer.format_column(c) for c in columns)})"
         )
-        processors = tuple(column.type._cached_bind_processor(dialect) for column in columns)
+        copying = dialect.name == "postgresql" and not suffix
+        processors = tuple(
+            _json_text
+            if copying and isinstance(column.type, sa.JSON)
+            else column.type._cached_bind_processor(dialect)
+            for column in columns
+        )
         row_marker = f"({', '.join(marker for _ in columns)})"
         _plans[key] = InsertPlan(
             target, row_marker, f" {suffix}" if suffix else "", tuple(names), processors
