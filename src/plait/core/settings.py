@@ -65,10 +65,6 @@ class Settings(BaseSettings):
             object.__setattr__(self, "lake", str(home / "lake"))
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     @classmethod
     def settings_customise_sources(
         cls,
