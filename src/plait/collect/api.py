@@ -17,10 +17,17 @@ from pydantic import BaseModel
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
 from plait.collect.ingest import decode_body, ingest, ingest_one
-from plait.collect.messages import SHORT_TYPES, TYPES, Envelope, InvalidMessage, check_no_nul
+from plait.collect.messages import (
+    SHORT_TYPES,
+    TYPES,
+    Envelope,
+    InvalidMessage,
+    check_no_nul,
+    check_type,
+)
 from plait.collect.sources import add_source
 from plait.core.auth import Principal, require
-from plait.core.clock import parse_timestamp, utcnow
+from plait.core.clock import optional_timestamp, utcnow
 from plait.core.db import read, write
 from plait.core.errors import InvalidInput, TooLarge, Unauthorized
 from plait.core.sources import Source, list_sources, source_for_write_key
@@ -103,16 +110,6 @@ async def _payload(request: Request) -> tuple[dict[str, Any], Source, datetime]:
     return payload, source, received_at
 
 
-def _optional_time(payload: dict[str, Any], field: str) -> datetime | None:
-    value = payload.get(field)
-    if value in (None, ""):
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise InvalidInput(f"{field} is not an ISO 8601 timestamp", field=field) from None
-
-
 def _object(payload: dict[str, Any], field: str) -> dict[str, Any] | None:
     value = payload.get(field)
     if value is None:
@@ -142,7 +139,7 @@ async def receive_batch(request: Request) -> JSONResponse:
     envelope = Envelope(
         source=source,
         received_at=received_at,
-        sent_at=_optional_time(payload, "sentAt"),
+        sent_at=optional_timestamp(payload.get("sentAt"), "sentAt"),
         context=_object(payload, "context"),
         integrations=_object(payload, "integrations"),
         ip=request.client.host if request.client else None,
@@ -186,15 +183,6 @@ tracking.add_api_route("/v1/batch", receive_batch, methods=["POST"], summary="ba
 tracking.add_api_route("/v1/b", receive_batch, methods=["POST"], include_in_schema=False)
 
 
-def _since(value: str | None, field: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise InvalidInput(f"{field} is not an ISO 8601 timestamp", field=field) from None
-
-
 @management.get("/events")
 def get_events(
     request: Request,
@@ -210,16 +198,14 @@ def get_events(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Events newest first, filtered and keyset-paginated (``next_cursor``)."""
-    if type is not None and type not in TYPES:
-        raise InvalidInput(f"type must be one of {', '.join(sorted(TYPES))}", field="type")
     filters = EventFilter(
         source=source,
-        type=type,
+        type=check_type(type),
         event=event,
         user_id=user_id,
         anonymous_id=anonymous_id,
-        since=_since(since, "since"),
-        until=_since(until, "until"),
+        since=optional_timestamp(since, "since"),
+        until=optional_timestamp(until, "until"),
     )
     with read(request.app.state.engine) as conn:
         page, next_cursor = list_events(conn, filters, limit=limit, cursor=cursor)

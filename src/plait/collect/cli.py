@@ -8,12 +8,11 @@ from typing import Annotated
 import typer
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
-from plait.collect.messages import TYPES
+from plait.collect.messages import check_type
 from plait.collect.sources import add_source
-from plait.core.clock import parse_timestamp
+from plait.core.clock import optional_timestamp
 from plait.core.console import console, open_database, print_json, print_table
 from plait.core.db import read, write
-from plait.core.errors import InvalidInput
 from plait.core.settings import get_settings
 from plait.core.sources import list_sources, rotate_write_key
 
@@ -68,17 +67,6 @@ def sources_rotate_key(name: str, as_json: JsonFlag = False) -> None:
         console.print(source["write_key"], soft_wrap=True, highlight=False)
 
 
-def _time_option(value: str | None, field: str):  # type: ignore[no-untyped-def]
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError:
-        raise InvalidInput(
-            f"--{field} is not an ISO 8601 timestamp: {value!r}", field=field
-        ) from None
-
-
 @events_app.command("list")
 def events_list(
     source: Annotated[str | None, typer.Option(help="source name")] = None,
@@ -93,16 +81,14 @@ def events_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Events, newest first."""
-    if type_ is not None and type_ not in TYPES:
-        raise InvalidInput(f"--type must be one of {', '.join(sorted(TYPES))}", field="type")
     filters = EventFilter(
         source=source,
-        type=type_,
+        type=check_type(type_, "--type"),
         event=event,
         user_id=user_id,
         anonymous_id=anonymous_id,
-        since=_time_option(since, "since"),
-        until=_time_option(until, "until"),
+        since=optional_timestamp(since, "since", "--since"),
+        until=optional_timestamp(until, "until", "--until"),
     )
     with read(open_database()) as conn:
         page, next_cursor = list_events(conn, filters, limit=limit, cursor=cursor)

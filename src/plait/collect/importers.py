@@ -20,7 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import Engine
 
 from plait.collect.ingest import IngestResult, ingest, rules_from_settings
-from plait.collect.messages import TYPES, Envelope, InvalidMessage
+from plait.collect.messages import Envelope, InvalidMessage, check_type
 from plait.core.clock import utcnow
 from plait.core.db import read
 from plait.core.errors import InvalidInput, NotFound
@@ -80,8 +80,7 @@ def import_file(
             f"cannot tell the format of {path.name}; pass --format jsonl, csv or parquet",
             field="format",
         )
-    if default_type is not None and default_type not in TYPES:
-        raise InvalidInput(f"--type must be one of {', '.join(sorted(TYPES))}", field="type")
+    check_type(default_type, "--type")
     with read(engine) as conn:
         source = find_source(conn, source_name)
     columns = parse_mapping(mapping)

@@ -17,6 +17,7 @@ import orjson
 from plait.collect.channels import DEFAULT_RULES, ChannelRules, event_channel
 from plait.collect.devices import device_of
 from plait.core.clock import isoformat, parse_timestamp
+from plait.core.errors import InvalidInput
 from plait.core.ids import uuid7
 from plait.core.sources import Source
 
@@ -31,6 +32,13 @@ SHORT_TYPES = {
 }
 MAX_ID_LENGTH = 1024
 _OBJECT_FIELDS = ("traits", "properties", "context", "integrations")
+
+
+def check_type(value: str | None, label: str = "type") -> str | None:
+    """A message type given as a filter or option: None, or one of :data:`TYPES`."""
+    if value is not None and value not in TYPES:
+        raise InvalidInput(f"{label} must be one of {', '.join(sorted(TYPES))}", field="type")
+    return value
 
 
 class InvalidMessage(Exception):

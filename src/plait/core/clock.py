@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from plait.core.errors import InvalidInput
+
 
 def utcnow() -> datetime:
     """The current time as an aware UTC datetime."""
@@ -24,6 +26,19 @@ def parse_timestamp(value: object) -> datetime:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def optional_timestamp(value: object, field: str, label: str | None = None) -> datetime | None:
+    """Parse a user-supplied timestamp that may be absent; a bad one is a clear InvalidInput
+    naming ``field`` (shown as ``label``, e.g. ``--since``)."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{label or field} is not an ISO 8601 timestamp: {value!r}", field=field
+        ) from None
 
 
 def isoformat(moment: datetime | None) -> str | None:
