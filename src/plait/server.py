@@ -21,6 +21,7 @@ from plait.core.db import get_engine
 from plait.core.errors import PlaitError
 from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
+from plait.profiles.api import profiles_api
 
 log = logging.getLogger("plait.server")
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.write_key_cache = {}
     app.include_router(tracking)
     app.include_router(management)
+    app.include_router(profiles_api)
     _install_error_handlers(app)
 
     @app.get("/health", tags=["meta"])

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
-from plait.collect.ingest import decode_body, ingest, ingest_one
+from plait.collect.ingest import decode_body, ingest, ingest_one, suppression_reports
 from plait.collect.messages import (
     SHORT_TYPES,
     TYPES,
@@ -163,9 +163,10 @@ def _typed_endpoint(type_: str):  # type: ignore[no-untyped-def]
         stored = await run_in_threadpool(
             ingest_one, state.engine, payload, envelope, state.rules, type_, state.committer
         )
-        return JSONResponse(
-            {"success": True, "accepted": stored.accepted, "duplicates": stored.duplicates}
-        )
+        body = {"success": True, "accepted": stored.accepted, "duplicates": stored.duplicates}
+        if stored.suppressed:
+            body["rejected"] = suppression_reports(stored, [0])
+        return JSONResponse(body)
 
     receive.__name__ = f"receive_{type_}"
     receive.__doc__ = f"``POST /v1/{type_}``: one {type_} message (Segment spec)."

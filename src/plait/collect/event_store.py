@@ -13,12 +13,13 @@ from uuid import UUID
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from plait.core.clock import isoformat, parse_timestamp
-from plait.core.db import InsertPlan, JSONValue, UTCDateTime, insert_plan, metadata
+from plait.core.db import InsertPlan, JSONValue, UTCDateTime, insert_plan, metadata, read, write
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
+from plait.identity.suppression import suppressed_keys
 
 events = sa.Table(
     "events",
@@ -50,13 +51,18 @@ events = sa.Table(
     sa.Column("context", JSONValue),
     sa.Column("integrations", JSONValue),
     sa.Column("warnings", JSONValue),
+    sa.Column("identity_kind", sa.String(50)),
+    sa.Column("identity_value", sa.Text),
     sa.Index("ix_events_timestamp", "timestamp", "id"),
-    sa.Index("ix_events_user_id", "user_id", "timestamp"),
+    sa.Index("ix_events_identity", "identity_kind", "identity_value", "timestamp"),
     sa.Index("ix_events_anonymous_id", "anonymous_id", "timestamp"),
     sa.Index("ix_events_source_id", "source_id", "timestamp"),
     sqlite_autoincrement=True,
 )
-"""Events in arrival order: ``seq`` only grows, which is what lake replication follows."""
+"""Events in arrival order: ``seq`` only grows, which is what lake replication follows.
+
+``identity_kind``/``identity_value`` is the event's anchor, its strongest identifier: the
+event belongs to whichever profile that identifier belongs to (``plait.identity``)."""
 
 INGEST_LOCK = 0x504C414954_01
 """PostgreSQL advisory lock: event writers hold it shared, lake replication briefly
@@ -95,6 +101,7 @@ class Stored:
 
     accepted: int
     duplicates: int
+    suppressed: tuple[int, ...] = ()
 
 
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "seq")
@@ -149,10 +156,12 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
     A message id seen twice — in the database, or in two requests of the group — is stored
     once and counted as accepted by the first request that carried it.
     """
+    suppressed = _suppressed_rows(conn, batches)
     owner: dict[tuple[UUID, str], tuple[int, int]] = {}
     for index, batch in enumerate(batches):
         for position, row in enumerate(batch.rows):
-            owner.setdefault((row["source_id"], row["message_id"]), (index, position))
+            if (index, position) not in suppressed:
+                owner.setdefault((row["source_id"], row["message_id"]), (index, position))
     accepted = [0] * len(batches)
     if owner:
         dialect = conn.dialect
@@ -166,12 +175,52 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
             params.append(batches[index].params[position])
         _events_plan(dialect).execute(conn, params)
     rejected_rows = [row for batch in batches for row in batch.rejected]
+    rejected_rows += [suppressed_row(batches[i].rows[p]) for i, p in sorted(suppressed)]
     if rejected_rows:
         conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
     return [
-        Stored(accepted=accepted[index], duplicates=len(batch.rows) - accepted[index])
+        Stored(
+            accepted=accepted[index],
+            duplicates=len(batch.rows) - accepted[index] - len(mine),
+            suppressed=tuple(mine),
+        )
         for index, batch in enumerate(batches)
+        for mine in [sorted(p for i, p in suppressed if i == index)]
     ]
+
+
+def _suppressed_rows(conn: Connection, batches: Sequence[Batch]) -> set[tuple[int, int]]:
+    """(batch, position) of rows carrying an identifier on the suppression list."""
+    keys = {key for batch in batches for row in batch.rows for key in row["suppression_keys"]}
+    hits = suppressed_keys(conn, keys) if keys else set()
+    if not hits:
+        return set()
+    return {
+        (index, position)
+        for index, batch in enumerate(batches)
+        for position, row in enumerate(batch.rows)
+        if not hits.isdisjoint(row["suppression_keys"])
+    }
+
+
+def suppressed_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The rejection kept for an event of an erased person: what it was, not who."""
+    return rejection_row(
+        rejection_id=row["id"],
+        source_id=row["source_id"],
+        received_at=row["received_at"],
+        origin="suppressed",
+        position=None,
+        code="suppressed",
+        message="the event carries an identifier of an erased person (suppression list)",
+        field=None,
+        payload={
+            "type": row["type"],
+            "event": row["event"],
+            "messageId": row["message_id"],
+            "timestamp": isoformat(row["timestamp"]),
+        },
+    )
 
 
 def _claim_message_ids(
@@ -237,6 +286,21 @@ def rejection_row(
     }
 
 
+def committed_seq(engine: Engine) -> int:
+    """A ``seq`` at or below which no event can still appear (every writer has finished).
+
+    SQLite has one writer at a time, so what is committed is final; on PostgreSQL writers
+    hold :data:`INGEST_LOCK` shared, and taking it exclusively for an instant waits them out.
+    """
+    newest = sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))
+    if engine.dialect.name != "postgresql":
+        with read(engine) as conn:
+            return conn.execute(newest).scalar()
+    with write(engine) as conn:
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({INGEST_LOCK})")
+        return conn.execute(newest).scalar()
+
+
 def prune_seen(conn: Connection, before: datetime) -> int:
     """Forget message ids received before ``before`` (the end of the de-duplication window)."""
     return conn.execute(seen_messages.delete().where(seen_messages.c.received_at < before)).rowcount
@@ -253,22 +317,38 @@ class EventFilter:
     anonymous_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    channel: str | None = None
 
 
 def list_events(
-    conn: Connection, filters: EventFilter, *, limit: int = 50, cursor: str | None = None
+    conn: Connection,
+    filters: EventFilter,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    scope: sa.FromClause = events,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Events newest first, keyset-paginated; returns the page and the next page's cursor."""
-    query = sa.select(events, sources.c.name.label("source")).join(sources)
+    """Events newest first, keyset-paginated; returns the page and the next page's cursor.
+
+    ``scope`` narrows the events read, e.g. to one customer's (a join of ``events``).
+    """
+    query = sa.select(events, sources.c.name.label("source")).select_from(
+        scope.join(sources, sources.c.id == events.c.source_id)
+    )
     for column, value in (
         (sources.c.name, filters.source),
         (events.c.type, filters.type),
         (events.c.event, filters.event),
+        (events.c.channel, filters.channel),
         (events.c.user_id, filters.user_id),
         (events.c.anonymous_id, filters.anonymous_id),
     ):
         if value is not None:
             query = query.where(column == value)
+    if filters.user_id is not None:  # a user id is always its event's anchor: use that index
+        query = query.where(
+            events.c.identity_kind == "user_id", events.c.identity_value == filters.user_id
+        )
     if filters.since is not None:
         query = query.where(events.c.timestamp >= filters.since)
     if filters.until is not None:

@@ -27,6 +27,7 @@ from plait.core.errors import InvalidInput, TooLarge, UnsupportedMediaType
 from plait.core.ids import uuid7
 from plait.core.settings import Settings
 from plait.core.sources import Source
+from plait.identity.identifiers import identity_rules
 
 JSON_TYPES = ("application/json", "text/plain", "")
 
@@ -60,6 +61,7 @@ def rules_from_settings(settings: Settings) -> Rules:
     except ValueError as exc:
         raise InvalidInput(f"plait.toml [channels]: {exc}", field="channels") from None
     return Rules(
+        identity=identity_rules(settings),
         channels=channels,
         max_event_bytes=settings.collect.max_event_bytes,
         future_tolerance=timedelta(seconds=settings.collect.future_tolerance_seconds),
@@ -131,11 +133,12 @@ def ingest(
     its ``committer`` so concurrent requests share commits.
     """
     make_id = content_message_id(envelope.source) if content_ids else random_message_id
-    rows, failed = [], list(failures)
+    rows, row_positions, failed = [], [], list(failures)
     for index, message in enumerate(messages):
         position = positions[index] if positions is not None else index
         try:
             rows.append(normalize(message, envelope, rules, message_id=make_id))
+            row_positions.append(position)
         except InvalidMessage as exc:
             failed.append((position, exc, message))
     rejected = [
@@ -164,7 +167,22 @@ def ingest(
         }
         for row in rejected
     ]
+    reports += suppression_reports(stored, row_positions)
+    reports.sort(key=lambda report: report["index"])
     return IngestResult(stored.accepted, stored.duplicates, reports)
+
+
+def suppression_reports(stored: Stored, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """Rejection reports for the events refused because they name an erased person."""
+    return [
+        {
+            "index": positions[row],
+            "code": "suppressed",
+            "message": "the event carries an identifier of an erased person",
+            "field": None,
+        }
+        for row in stored.suppressed
+    ]
 
 
 def content_message_id(source: Source) -> Callable[[Mapping[str, Any]], str]:

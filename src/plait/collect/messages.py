@@ -19,7 +19,14 @@ from plait.collect.devices import device_of
 from plait.core.clock import isoformat, parse_timestamp
 from plait.core.errors import InvalidInput
 from plait.core.ids import uuid7
+from plait.core.settings import IdentitySettings
 from plait.core.sources import Source
+from plait.identity.identifiers import (
+    IdentityRules,
+    anchor_of,
+    identifiers_of,
+    suppression_key,
+)
 
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 SHORT_TYPES = {
@@ -64,6 +71,9 @@ class Envelope:
     ip: str | None = None
 
 
+DEFAULT_IDENTITY = IdentityRules.from_settings(IdentitySettings())
+
+
 @dataclass(frozen=True)
 class Rules:
     """The settings normalisation depends on."""
@@ -71,6 +81,7 @@ class Rules:
     channels: ChannelRules = DEFAULT_RULES
     max_event_bytes: int = 32 * 1024
     future_tolerance: timedelta = timedelta(minutes=5)
+    identity: IdentityRules = DEFAULT_IDENTITY
 
 
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -172,7 +183,7 @@ def normalize(
     else:
         raise InvalidMessage("invalid_field", "messageId must be a string", "messageId")
 
-    return {
+    row = {
         "id": uuid7(),
         "message_id": msg_id,
         "source_id": envelope.source.id,
@@ -200,6 +211,10 @@ def normalize(
         "integrations": integrations or None,
         "warnings": warnings or None,
     }
+    identifiers = identifiers_of(row, rules.identity)
+    row["identity_kind"], row["identity_value"] = anchor_of(identifiers) or (None, None)
+    row["suppression_keys"] = [suppression_key(identifier) for identifier in identifiers]
+    return row
 
 
 def _identifier(message: Mapping[str, Any], field: str) -> str | None:

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from plait.collect.event_store import INGEST_LOCK, events
+from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
 from plait.core.db import UTCDateTime, exclusive_job, metadata, read, write
 from plait.core.lake import remove_stale_temporaries, write_parquet
@@ -68,6 +68,8 @@ LAKE_SCHEMA = pa.schema(
         ("properties", pa.string()),
         ("context", pa.string()),
         ("warnings", pa.string()),
+        ("identity_kind", pa.string()),
+        ("identity_value", pa.string()),
     ]
 )
 _JSON_COLUMNS = frozenset({"traits", "properties", "context", "warnings"})
@@ -139,19 +141,8 @@ def _unfinished_batch(engine: Engine) -> tuple[int, int, int] | None:
     return tuple(row) if row else None
 
 
-def _watermark(engine: Engine) -> int:
-    """A ``seq`` at or below which no event can still appear."""
-    newest = sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))
-    if engine.dialect.name != "postgresql":
-        with read(engine) as conn:  # one writer at a time: what is committed is final
-            return conn.execute(newest).scalar()
-    with write(engine) as conn:
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({INGEST_LOCK})")
-        return conn.execute(newest).scalar()
-
-
 def _next_batch(engine: Engine, batch_rows: int) -> tuple[int, int, int] | None:
-    watermark = _watermark(engine)
+    watermark = committed_seq(engine)
     with write(engine) as conn:
         seq_from = replicated_seq(conn)
         if watermark <= seq_from:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -79,3 +80,24 @@ def dataset_path(location: str, name: str) -> str:
     """Where a dataset (``events``, ``identities``) lives in the lake."""
     _filesystem, root = lake_filesystem(location)
     return f"{root.rstrip('/')}/{name}"
+
+
+def remove_rows(location: str, directory: str, column: str, values: list[str]) -> int:
+    """Rewrite the files under ``directory`` (relative to the lake) without the rows whose
+    ``column`` is in ``values``; returns how many rows were removed. Each file is replaced
+    atomically, under the same name."""
+    filesystem, root = lake_filesystem(location)
+    base = f"{root.rstrip('/')}/"
+    selector = pafs.FileSelector(base + directory, allow_not_found=True, recursive=True)
+    wanted = pa.array(values, pa.string())
+    removed = 0
+    for info in filesystem.get_file_info(selector):
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        table = pq.read_table(info.path, filesystem=filesystem)
+        keep = pc.invert(pc.is_in(table[column], value_set=wanted))
+        kept = table.filter(keep)
+        if kept.num_rows < table.num_rows:
+            removed += table.num_rows - kept.num_rows
+            write_parquet(kept, location, info.path[len(base) :])
+    return removed

@@ -40,6 +40,64 @@ class ServerSettings(BaseModel):
     public_url: str | None = None
 
 
+class IdentitySettings(BaseModel):
+    """How identifiers are recognised and when profiles may merge (see ``plait.identity``)."""
+
+    default_region: str = "US"
+    priority: list[str] = Field(
+        default_factory=lambda: [
+            "user_id",
+            "email",
+            "phone",
+            "loyalty_card",
+            "wa_id",
+            "whatsapp_bsuid",
+            "messenger_psid",
+            "instagram_id",
+            "telegram_id",
+            "device_id",
+            "anonymous_id",
+        ]
+    )
+    limits: dict[str, int] = Field(default_factory=lambda: {"user_id": 1, "email": 5, "phone": 5})
+    trait_kinds: dict[str, str] = Field(
+        default_factory=lambda: {"email": "email", "phone": "phone"}
+    )
+    external_id_kinds: dict[str, str] = Field(
+        default_factory=lambda: {
+            "whatsapp_id": "wa_id",
+            "psid": "messenger_psid",
+            "igsid": "instagram_id",
+            "telegram_user_id": "telegram_id",
+        }
+    )
+    junk_values: list[str] = Field(default_factory=list)
+    junk_pattern: str | None = None
+
+
+class ProfileSettings(BaseModel):
+    """How the customer 360 reads traits and events."""
+
+    default_trait_strategy: Literal["last", "first", "non_empty"] = "last"
+    trait_strategies: dict[str, Literal["last", "first", "non_empty"]] = Field(default_factory=dict)
+    contact_events: list[str] = Field(
+        default_factory=lambda: [
+            "Call Completed",
+            "Chat Started",
+            "Chat Message Received",
+            "Chat Message Sent",
+            "Message Received",
+            "Message Sent",
+            "Email Received",
+            "Email Replied",
+            "Store Visited",
+            "Meeting Completed",
+        ]
+    )
+    order_events: list[str] = Field(default_factory=lambda: ["Order Completed"])
+    qualified_events: list[str] = Field(default_factory=lambda: ["Lead Qualified"])
+
+
 class Settings(BaseSettings):
     """Everything configurable in Plait; each field has a default and an env override."""
 
@@ -54,6 +112,8 @@ class Settings(BaseSettings):
     collect: CollectSettings = CollectSettings()
     server: ServerSettings = ServerSettings()
     channels: dict[str, Any] = Field(default_factory=dict)
+    identity: IdentitySettings = IdentitySettings()
+    profiles: ProfileSettings = ProfileSettings()
 
     @model_validator(mode="after")
     def _derive_locations(self) -> Settings:

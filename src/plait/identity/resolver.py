@@ -1,0 +1,296 @@
+"""Resolution: new events into the identity graph, in order, a chunk at a time.
+
+Events are read in arrival order (``events.seq``) after the last resolved one. For each chunk
+the part of the graph its identifiers touch is loaded set-wise, the merge rules are applied
+to the events one by one in memory (:class:`GraphState`), and the new profiles, identifiers,
+merges and refusals are written set-wise, in the transaction that advances the progress
+mark. Graph changes hold a lock (:func:`lock_graph`), so any number of servers and workers
+can resolve at once without corrupting the graph; each event is resolved exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from plait.collect.event_store import committed_seq, events
+from plait.core.clock import utcnow
+from plait.core.db import write
+from plait.core.ids import uuid7
+from plait.identity.graph import (
+    bump_version,
+    identities,
+    identity_merges,
+    identity_refusals,
+    lock_graph,
+    profiles,
+    progress,
+)
+from plait.identity.identifiers import Identifier, IdentityRules, identifiers_of
+from plait.identity.merge_rules import GraphState, Merge, Outcome
+
+RESOLVE_COLUMNS = (
+    events.c.seq,
+    events.c.id,
+    events.c.type,
+    events.c.event,
+    events.c.channel,
+    events.c.timestamp,
+    events.c.user_id,
+    events.c.anonymous_id,
+    events.c.previous_id,
+    events.c.traits,
+    events.c.context,
+    events.c.identity_kind,
+    events.c.identity_value,
+)
+
+ChunkHook = Callable[[Connection, Sequence[Mapping[str, Any]], Mapping[int, UUID]], None]
+"""Called in the resolving transaction with the chunk's events and each event's home
+profile (by ``seq``): how the profiles area keeps traits and first/last seen current."""
+
+_IN_CHUNK = 2000
+
+
+@dataclass
+class ResolveReport:
+    events: int = 0
+    profiles: int = 0
+    identifiers: int = 0
+    merges: int = 0
+    refusals: int = 0
+
+    def add(self, other: ResolveReport) -> None:
+        for name in ("events", "profiles", "identifiers", "merges", "refusals"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def resolve_pending(
+    engine: Engine,
+    rules: IdentityRules,
+    *,
+    chunk_events: int = 5000,
+    on_chunk: ChunkHook | None = None,
+    max_events: int | None = None,
+) -> ResolveReport:
+    """Resolve every event committed so far (or ``max_events`` of them)."""
+    report = ResolveReport()
+    watermark = committed_seq(engine)
+    while max_events is None or report.events < max_events:
+        size = chunk_events if max_events is None else min(chunk_events, max_events - report.events)
+        with write(engine) as conn:
+            lock_graph(conn)
+            start = progress(conn)["resolved_seq"]
+            if start >= watermark:
+                break
+            rows = (
+                conn.execute(
+                    sa.select(*RESOLVE_COLUMNS)
+                    .where(events.c.seq > start, events.c.seq <= watermark)
+                    .order_by(events.c.seq)
+                    .limit(size)
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                break
+            done, homes = resolve_events(conn, rules, rows)
+            if on_chunk is not None:
+                on_chunk(conn, rows, homes)
+            bump_version(conn, resolved_seq=rows[-1]["seq"])
+        report.add(done)
+    return report
+
+
+def event_identifiers(event: Mapping[str, Any], rules: IdentityRules) -> list[Identifier]:
+    """An event's identifiers, strongest first, its stored anchor always leading."""
+    found = identifiers_of(event, rules)
+    anchor = (event["identity_kind"], event["identity_value"])
+    if anchor[0] is None:
+        return found
+    return [anchor, *(identifier for identifier in found if identifier != anchor)]
+
+
+def resolve_events(
+    conn: Connection, rules: IdentityRules, rows: Sequence[Mapping[str, Any]]
+) -> tuple[ResolveReport, dict[int, UUID]]:
+    """Apply events to the graph; returns what changed and each event's home profile."""
+    per_event = [event_identifiers(row, rules) for row in rows]
+    wanted = {identifier for found in per_event for identifier in found}
+    state = load_state(conn, rules, wanted)
+    existing = set(state.parent)
+    now = utcnow()
+    homes: dict[int, UUID] = {}
+    links: list[dict[str, Any]] = []
+    created: list[UUID] = []
+    merges: list[tuple[Merge, UUID | None]] = []
+    refusals: list[dict[str, Any]] = []
+    for row, found in zip(rows, per_event, strict=True):
+        outcome = state.apply(found)
+        if outcome.home is None:
+            continue
+        homes[row["seq"]] = outcome.home
+        _collect(outcome, row, now, links, created, merges, refusals)
+    write_changes(conn, state, existing, now, created, links, merges, refusals)
+    report = ResolveReport(len(rows), len(created), len(links), len(merges), len(refusals))
+    return report, homes
+
+
+def _collect(
+    outcome: Outcome,
+    row: Mapping[str, Any],
+    now: Any,
+    links: list[dict[str, Any]],
+    created: list[UUID],
+    merges: list[tuple[Merge, UUID | None]],
+    refusals: list[dict[str, Any]],
+) -> None:
+    created.extend(outcome.created)
+    links.extend(
+        {
+            "kind": kind,
+            "value": value,
+            "profile_id": profile_id,
+            "first_seen": row["timestamp"],
+            "event_id": row["id"],
+        }
+        for (kind, value), profile_id in outcome.links
+    )
+    merges.extend((merge, row["id"]) for merge in outcome.merges)
+    refusals.extend(
+        {
+            "id": uuid7(),
+            "event_id": row["id"],
+            "code": refusal.code,
+            "message": refusal.message,
+            "identifiers": [list(identifier) for identifier in refusal.identifiers],
+            "profile_ids": [str(profile_id) for profile_id in refusal.profile_ids],
+            "created_at": now,
+        }
+        for refusal in outcome.refusals
+    )
+
+
+def load_state(conn: Connection, rules: IdentityRules, wanted: Iterable[Identifier]) -> GraphState:
+    """The graph around ``wanted``: their homes, those homes' roots and the roots' counts."""
+    home: dict[Identifier, UUID] = {}
+    roots: dict[UUID, UUID] = {}
+    pairs = list(wanted)
+    for start in range(0, len(pairs), _IN_CHUNK):
+        query = (
+            sa.select(
+                identities.c.kind, identities.c.value, identities.c.profile_id, profiles.c.root_id
+            )
+            .join(profiles, profiles.c.id == identities.c.profile_id)
+            .where(
+                sa.tuple_(identities.c.kind, identities.c.value).in_(
+                    pairs[start : start + _IN_CHUNK]
+                )
+            )
+        )
+        for kind, value, profile_id, root_id in conn.execute(query):
+            home[(kind, value)] = profile_id
+            roots[profile_id] = root_id
+            roots[root_id] = root_id
+    return GraphState(rules, home, roots, root_counts(conn, rules, set(roots.values())), uuid7)
+
+
+def root_counts(
+    conn: Connection, rules: IdentityRules, root_ids: Iterable[UUID]
+) -> dict[UUID, dict[str, int]]:
+    """How many identifiers of each limited kind each customer holds."""
+    counts: dict[UUID, dict[str, int]] = {}
+    limited = sorted(rules.limits)
+    ordered = list(root_ids)
+    if not limited:
+        return counts
+    for start in range(0, len(ordered), _IN_CHUNK):
+        query = (
+            sa.select(profiles.c.root_id, identities.c.kind, sa.func.count())
+            .join(profiles, profiles.c.id == identities.c.profile_id)
+            .where(
+                profiles.c.root_id.in_(ordered[start : start + _IN_CHUNK]),
+                identities.c.kind.in_(limited),
+            )
+            .group_by(profiles.c.root_id, identities.c.kind)
+        )
+        for root_id, kind, count in conn.execute(query):
+            counts.setdefault(root_id, {})[kind] = count
+    return counts
+
+
+def write_changes(
+    conn: Connection,
+    state: GraphState,
+    existing: set[UUID],
+    now: Any,
+    created: Sequence[UUID],
+    links: Sequence[dict[str, Any]],
+    merges: Sequence[tuple[Merge, UUID | None]],
+    refusals: Sequence[dict[str, Any]],
+    *,
+    reason: str = "event",
+    created_by: str | None = None,
+) -> None:
+    """Write what :class:`GraphState` decided, set-wise."""
+    merge_rows = [
+        {
+            "id": uuid7(),
+            "into_id": merge.into_id,
+            "from_id": merge.from_id,
+            "reason": reason,
+            "event_id": event_id,
+            "identifiers": [list(identifier) for identifier in merge.identifiers],
+            "created_at": now,
+            "created_by": created_by,
+        }
+        for merge, event_id in merges
+    ]
+    parents = {row["from_id"]: (row["into_id"], row["id"]) for row in merge_rows}
+    if created:
+        conn.execute(
+            profiles.insert(),
+            [
+                {
+                    "id": profile_id,
+                    "root_id": state.find(profile_id),
+                    "parent_id": parents.get(profile_id, (None, None))[0],
+                    "merge_id": parents.get(profile_id, (None, None))[1],
+                    "created_at": now,
+                }
+                for profile_id in created
+            ],
+        )
+    if links:
+        conn.execute(identities.insert(), list(links))
+    if merge_rows:
+        conn.execute(identity_merges.insert(), merge_rows)
+        moved = [from_id for from_id in parents if from_id in existing]
+        if moved:
+            conn.execute(
+                profiles.update()
+                .where(profiles.c.id == sa.bindparam("b_id"))
+                .values(parent_id=sa.bindparam("b_parent"), merge_id=sa.bindparam("b_merge")),
+                [
+                    {
+                        "b_id": from_id,
+                        "b_parent": parents[from_id][0],
+                        "b_merge": parents[from_id][1],
+                    }
+                    for from_id in moved
+                ],
+            )
+            conn.execute(
+                profiles.update()
+                .where(profiles.c.root_id == sa.bindparam("b_old"))
+                .values(root_id=sa.bindparam("b_new")),
+                [{"b_old": from_id, "b_new": state.find(from_id)} for from_id in moved],
+            )
+    if refusals:
+        conn.execute(identity_refusals.insert(), list(refusals))

@@ -1,0 +1,23 @@
+"""Keeping profiles current: resolve new events into the identity graph and fold their
+traits into profiles, in one transaction per chunk."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sqlalchemy.engine import Engine
+
+from plait.core.settings import Settings
+from plait.identity.identifiers import identity_rules
+from plait.identity.resolver import ResolveReport, resolve_pending
+from plait.profiles.traits import apply_traits
+
+
+def resolve(engine: Engine, settings: Settings, *, max_events: int | None = None) -> ResolveReport:
+    """Resolve every event not yet in a profile; safe to call from any process at any time."""
+    return resolve_pending(
+        engine,
+        identity_rules(settings),
+        on_chunk=partial(apply_traits, settings=settings.profiles),
+        max_events=max_events,
+    )

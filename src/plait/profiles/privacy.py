@@ -1,0 +1,177 @@
+"""Personal data rights: export everything held about a person, or erase it.
+
+Erasure removes the customer's profiles, identifiers, events (from the database and from
+the lake, whose affected day partitions are rewritten), merge history and suggestions, and
+rejected events that name them; then puts their identifiers on the suppression list, so
+later events carrying any of them are rejected as ``suppressed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from plait.collect.event_store import EventFilter, events, rejected_events
+from plait.core.db import exclusive_job, read, write
+from plait.core.errors import Conflict
+from plait.core.lake import remove_rows
+from plait.core.settings import Settings
+from plait.identity.graph import (
+    bump_version,
+    identities,
+    identity_merges,
+    identity_refusals,
+    lock_graph,
+    profiles,
+    root_of,
+)
+from plait.identity.identity_map import export_identity_map
+from plait.identity.merges import merge_log
+from plait.identity.suggestions import identity_suggestions
+from plait.identity.suppression import suppress
+from plait.profiles.customer360 import customer_events, profile_360
+from plait.profiles.search import customer_identities, timeline
+
+_CHUNK = 1000
+LAKE_LOCK_WAIT_SECONDS = 120
+
+
+def export_person(conn: Connection, profile_id: UUID, settings: Settings) -> dict[str, Any]:
+    """Everything held about the customer a profile belongs to, as one JSON document."""
+    root_id = root_of(conn, profile_id)
+    all_events: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page, cursor = timeline(conn, root_id, EventFilter(), limit=1000, cursor=cursor)
+        all_events.extend(page)
+        if cursor is None:
+            break
+    return {
+        "profile": profile_360(conn, root_id, settings.profiles),
+        "identities": customer_identities(conn, root_id),
+        "events": all_events,
+        "merges": merge_log(conn, root_id),
+    }
+
+
+@dataclass
+class Erasure:
+    """What an erasure removed."""
+
+    customer_id: str
+    profiles: int = 0
+    identifiers: int = 0
+    events: int = 0
+    lake_rows: int = 0
+    rejected_events: int = 0
+    suppressed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def erase_person(engine: Engine, settings: Settings, profile_id: UUID) -> Erasure:
+    """Erase a customer everywhere Plait keeps data, then suppress their identifiers."""
+    with write(engine) as conn:
+        lock_graph(conn)
+        root_id = root_of(conn, profile_id)
+        report = Erasure(str(root_id))
+        member_ids = _members(conn, root_id)
+        found = [
+            (row.kind, row.value)
+            for row in conn.execute(
+                sa.select(identities.c.kind, identities.c.value).where(
+                    identities.c.profile_id.in_(member_ids)
+                )
+            )
+        ]
+        erased = conn.execute(
+            sa.select(events.c.id, events.c.timestamp).select_from(customer_events(root_id))
+        ).all()
+        event_ids = [row.id for row in erased]
+        days = sorted({row.timestamp.astimezone(UTC).strftime("%Y-%m-%d") for row in erased})
+        for chunk in _chunks(event_ids):
+            report.events += conn.execute(events.delete().where(events.c.id.in_(chunk))).rowcount
+            conn.execute(identity_refusals.delete().where(identity_refusals.c.event_id.in_(chunk)))
+        report.rejected_events = _erase_rejected(conn, [value for _, value in found])
+        report.identifiers = conn.execute(
+            identities.delete().where(identities.c.profile_id.in_(member_ids))
+        ).rowcount
+        conn.execute(
+            identity_merges.delete().where(
+                sa.or_(
+                    identity_merges.c.into_id.in_(member_ids),
+                    identity_merges.c.from_id.in_(member_ids),
+                )
+            )
+        )
+        conn.execute(
+            identity_suggestions.delete().where(
+                sa.or_(
+                    identity_suggestions.c.left_id.in_(member_ids),
+                    identity_suggestions.c.right_id.in_(member_ids),
+                )
+            )
+        )
+        report.profiles = conn.execute(
+            profiles.delete().where(profiles.c.id.in_(member_ids))
+        ).rowcount
+        report.suppressed = suppress(conn, found, root_id)
+        bump_version(conn)
+    report.lake_rows = _erase_from_lake(engine, settings, [str(i) for i in event_ids], days)
+    export_identity_map(engine, settings, force=True)
+    return report
+
+
+def _erase_rejected(conn: Connection, values: Sequence[str]) -> int:
+    """Rejected events whose raw payload mentions one of the person's identifiers."""
+    removed = 0
+    for value in values:
+        if len(value) < 4:  # too short to name a person; would match unrelated payloads
+            continue
+        pattern = "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        removed += conn.execute(
+            rejected_events.delete().where(rejected_events.c.payload.like(pattern, escape="\\"))
+        ).rowcount
+    return removed
+
+
+def _erase_from_lake(
+    engine: Engine, settings: Settings, event_ids: list[str], days: list[str]
+) -> int:
+    """Rewrite the affected day partitions without the erased events, while no sync runs."""
+    if not event_ids:
+        return 0
+    deadline = time.monotonic() + LAKE_LOCK_WAIT_SECONDS
+    while True:
+        with exclusive_job(engine, "lake-sync") as running:
+            if running:
+                return sum(
+                    remove_rows(settings.lake, f"events/date={day}", "id", event_ids)
+                    for day in days
+                )
+        if time.monotonic() > deadline:
+            raise Conflict("the lake stayed busy; erased from the database but not the lake")
+        time.sleep(0.2)
+
+
+def _members(conn: Connection, root_id: UUID) -> list[UUID]:
+    return list(
+        conn.execute(sa.select(profiles.c.id).where(profiles.c.root_id == root_id)).scalars()
+    )
+
+
+def _chunks(values: list[Any]) -> list[list[Any]]:
+    return [values[start : start + _CHUNK] for start in range(0, len(values), _CHUNK)]
+
+
+def read_export(engine: Engine, profile_id: UUID, settings: Settings) -> dict[str, Any]:
+    with read(engine) as conn:
+        return export_person(conn, profile_id, settings)
