@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from plait.identity import duplicates
-from plait.identity.duplicates import RECORD_COLUMNS, find_duplicates
+from plait.identity.duplicates import RECORD_COLUMNS, find_duplicates, prepare_records
 
 RESULT_COLUMNS = ["left_id", "right_id", "probability"]
 
@@ -170,8 +170,46 @@ def test_two_identical_people_without_training() -> None:
 
 
 def test_nothing_to_compare() -> None:
-    records = pd.DataFrame({"id": ["a", "b", "c"]})
-    assert find_duplicates(records).empty
+    assert find_duplicates(pd.DataFrame({"id": ["a", "b", "c"]})).empty
+    # A city alone is no blocking key: nothing is paired, rather than everyone with everyone.
+    only_city = profiles()[["id", "city"]]
+    assert find_duplicates(only_city, threshold=0.0).empty
+
+
+def test_prepare_records() -> None:
+    records = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "first_name": [" José-María ", "  "],
+            "last_name": ["O'Brien", "de Vries"],
+            "email": ["Ann.Lee@Example.COM", "no-at-sign"],
+            "phone": ["+447700900123", "+4412"],
+            "postcode": ["sw1a 1aa", None],
+            "city": ["St. Pölten", "Ζάκυνθος"],
+            "birth_date": ["1980-07-04T10:00:00Z", "04.07.1980"],
+        }
+    )
+    prepared = prepare_records(records).to_dict("records")
+    assert prepared[0] == {
+        "id": "1",
+        "first_name": "josemaria",
+        "last_name": "obrien",
+        "email": "ann.lee@example.com",
+        "phone": "+447700900123",
+        "postcode": "SW1A1AA",
+        "city": "st polten",
+        "birth_date": "1980-07-04",
+        "birth_day": 3837,
+        "email_user": "ann.lee",
+        "phone_tail": "00900123",
+    }
+    assert prepared[1]["first_name"] is None
+    assert prepared[1]["last_name"] == "devries"
+    assert prepared[1]["city"] == "ζακυνθος"
+    assert prepared[1]["email_user"] is None
+    assert prepared[1]["phone_tail"] is None
+    assert prepared[1]["birth_date"] is None
+    assert prepared[1]["birth_day"] is None
 
 
 def test_deterministic_for_a_seed(
@@ -192,6 +230,8 @@ def test_bad_arguments() -> None:
         find_duplicates(profiles(), backend="sqlite")
     with pytest.raises(ValueError, match="SparkSession"):
         find_duplicates(profiles(), backend="spark")
+    with pytest.raises(ValueError, match="threshold"):
+        find_duplicates(profiles(), threshold=1.5)
     records = profiles()
     records.loc[1, "id"] = "p01"
     with pytest.raises(ValueError, match="unique"):

@@ -14,6 +14,8 @@ from plait.core.cli import db_app, tokens_app
 from plait.core.console import errors
 from plait.core.errors import PlaitError
 from plait.demo.cli import demo_command
+from plait.identity.cli import identity_app
+from plait.profiles.cli import profiles_app, resolve_command
 
 app = typer.Typer(
     name="plait",
@@ -27,6 +29,9 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
 app.add_typer(lake_app, name="lake")
+app.add_typer(profiles_app, name="profiles")
+app.add_typer(identity_app, name="identity")
+identity_app.command("resolve")(resolve_command)
 app.command("import")(import_command)
 app.command("demo")(demo_command)
 

@@ -20,6 +20,7 @@ from plait.collect.ingest import rules_from_settings
 from plait.core.db import get_engine
 from plait.core.errors import PlaitError
 from plait.core.settings import Settings, get_settings
+from plait.identity.api import identity_api
 from plait.migrations import upgrade
 from plait.profiles.api import profiles_api
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(tracking)
     app.include_router(management)
     app.include_router(profiles_api)
+    app.include_router(identity_api)
     _install_error_handlers(app)
 
     @app.get("/health", tags=["meta"])

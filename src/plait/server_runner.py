@@ -8,11 +8,11 @@ import os
 import uvicorn
 
 from plait import __version__
-from plait.collect.upkeep import run_upkeep
 from plait.core.console import console
 from plait.core.db import get_engine
 from plait.core.settings import Settings
 from plait.migrations import upgrade
+from plait.upkeep import run_upkeep
 
 
 def app_factory():  # type: ignore[no-untyped-def]

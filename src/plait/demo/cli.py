@@ -23,18 +23,21 @@ def demo_command(
     """Build a realistic omnichannel demo world, then start the server."""
     from plait.collect.replication import sync_lake
     from plait.demo.build import build_demo
+    from plait.identity.graph import customer_count
+    from plait.identity.identity_map import export_identity_map
+    from plait.profiles.pipeline import resolve
 
     settings = get_settings()
     engine = open_database(settings)
     columns = (
-        TextColumn("building demo world"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("events"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, disable=as_json) as progress:
-        task = progress.add_task("demo", total=None)
+        task = progress.add_task("building demo world", total=None)
         report = build_demo(
             engine,
             settings,
@@ -43,12 +46,18 @@ def demo_command(
             seed=seed,
             on_progress=lambda n: progress.advance(task, n),
         )
+        task = progress.add_task("resolving identities", total=report.result.accepted)
+        resolved = resolve(engine, settings, on_progress=lambda n: progress.advance(task, n))
     lake = sync_lake(engine, settings)
+    export_identity_map(engine, settings)
     with write(engine) as conn:
         token = create_token(conn, "admin", "demo admin")
+        customers_now = customer_count(conn)
     url = f"http://{settings.server.host}:{settings.server.port}"
     summary = {
         **report.to_dict(),
+        "customers": customers_now,
+        "merges": resolved.merges,
         "lake_rows": lake.rows,
         "url": url,
         "admin_token": token["token"],
@@ -59,7 +68,8 @@ def demo_command(
         console.print(
             f"Stored [bold]{report.result.accepted:,}[/] events"
             f" ({report.result.duplicates:,} already present) from {customers:,} customers"
-            f" over {days} days; {lake.rows:,} replicated to the lake."
+            f" over {days} days; {lake.rows:,} replicated to the lake;"
+            f" {customers_now:,} customer profiles ({resolved.merges:,} new merges)."
         )
         for name, key in report.write_keys.items():
             console.print(f"  source {name}: write key {key}", highlight=False)

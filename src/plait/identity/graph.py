@@ -11,12 +11,14 @@ subtree again, so identifiers and events follow without being touched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from plait.core.clock import isoformat
 from plait.core.db import JSONValue, UTCDateTime, metadata
 from plait.core.errors import NotFound
 
@@ -147,3 +149,72 @@ def find_identity(conn: Connection, kind: str, value: str) -> UUID | None:
         .join(identities, identities.c.profile_id == profiles.c.id)
         .where(identities.c.kind == kind, identities.c.value == value)
     ).scalar()
+
+
+def customer_count(conn: Connection) -> int:
+    """How many customers there are (root profiles)."""
+    query = sa.select(sa.func.count()).where(profiles.c.root_id == profiles.c.id)
+    return conn.execute(query).scalar_one()
+
+
+def customer_summaries(conn: Connection, roots: Sequence[UUID]) -> list[dict[str, Any]]:
+    """A line per customer: name, e-mails and phones, first and last seen."""
+    if not roots:
+        return []
+    parts = conn.execute(
+        sa.select(
+            profiles.c.root_id,
+            sa.func.max(profiles.c.name),
+            sa.func.min(profiles.c.first_seen),
+            sa.func.max(profiles.c.last_seen),
+            sa.func.count(),
+        )
+        .where(profiles.c.root_id.in_(roots))
+        .group_by(profiles.c.root_id)
+    ).all()
+    contact = conn.execute(
+        sa.select(profiles.c.root_id, identities.c.kind, identities.c.value)
+        .join(identities, identities.c.profile_id == profiles.c.id)
+        .where(profiles.c.root_id.in_(roots), identities.c.kind.in_(("email", "phone", "user_id")))
+        .order_by(identities.c.value)
+    ).all()
+    found: dict[UUID, dict[str, list[str]]] = {}
+    for root, kind, value in contact:
+        found.setdefault(root, {}).setdefault(kind, []).append(value)
+    by_root = {
+        root: {
+            "id": str(root),
+            "name": name,
+            "user_ids": found.get(root, {}).get("user_id", []),
+            "emails": found.get(root, {}).get("email", []),
+            "phones": found.get(root, {}).get("phone", []),
+            "first_seen": isoformat(first),
+            "last_seen": isoformat(last),
+            "profiles": count,
+        }
+        for root, name, first, last, count in parts
+    }
+    return [by_root[root] for root in roots if root in by_root]
+
+
+def list_refusals(
+    conn: Connection, *, limit: int = 50, before: UUID | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Refused merges and left-out identifiers, newest first (keyset on the id)."""
+    query = sa.select(identity_refusals).order_by(identity_refusals.c.id.desc())
+    if before is not None:
+        query = query.where(identity_refusals.c.id < before)
+    rows = conn.execute(query.limit(limit + 1)).mappings().all()
+    page = [
+        {
+            "id": str(row["id"]),
+            "event_id": str(row["event_id"]) if row["event_id"] else None,
+            "code": row["code"],
+            "message": row["message"],
+            "identifiers": row["identifiers"],
+            "profile_ids": row["profile_ids"],
+            "created_at": isoformat(row["created_at"]),
+        }
+        for row in rows[:limit]
+    ]
+    return page, page[-1]["id"] if len(rows) > limit else None

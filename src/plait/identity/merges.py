@@ -56,11 +56,15 @@ def merge_customers(
     for root in roots[1:]:
         state.parent[root] = into
         merges.append((Merge(root, into, ()), None))
-    write_changes(
+    merge_ids = write_changes(
         conn, state, set(roots), utcnow(), [], [], merges, [], reason=reason, created_by=by
     )
     bump_version(conn)
-    return {"customer_id": str(into), "merged": [str(root) for root in roots[1:]]}
+    return {
+        "customer_id": str(into),
+        "merged": [str(root) for root in roots[1:]],
+        "merge_ids": [str(merge_id) for merge_id in merge_ids],
+    }
 
 
 def split_merge(
@@ -69,9 +73,11 @@ def split_merge(
     """Undo merge ``merge_id`` of the customer ``profile_id`` belongs to."""
     lock_graph(conn)
     root_id = root_of(conn, profile_id)
-    merge = conn.execute(
-        sa.select(identity_merges).where(identity_merges.c.id == merge_id)
-    ).mappings().first()
+    merge = (
+        conn.execute(sa.select(identity_merges).where(identity_merges.c.id == merge_id))
+        .mappings()
+        .first()
+    )
     if merge is None:
         raise NotFound(f"no merge {merge_id}")
     if merge["split_at"] is not None:
@@ -86,9 +92,7 @@ def split_merge(
         sa.select(profiles.c.id).join(subtree, profiles.c.parent_id == subtree.c.id)
     )
     moved = conn.execute(
-        profiles.update()
-        .where(profiles.c.id.in_(sa.select(subtree.c.id)))
-        .values(root_id=detached)
+        profiles.update().where(profiles.c.id.in_(sa.select(subtree.c.id))).values(root_id=detached)
     ).rowcount
     conn.execute(
         profiles.update().where(profiles.c.id == detached).values(parent_id=None, merge_id=None)

@@ -77,6 +77,7 @@ def resolve_pending(
     chunk_events: int = 5000,
     on_chunk: ChunkHook | None = None,
     max_events: int | None = None,
+    on_progress: Callable[[int], None] = lambda _n: None,
 ) -> ResolveReport:
     """Resolve every event committed so far (or ``max_events`` of them)."""
     report = ResolveReport()
@@ -105,6 +106,7 @@ def resolve_pending(
                 on_chunk(conn, rows, homes)
             bump_version(conn, resolved_seq=rows[-1]["seq"])
         report.add(done)
+        on_progress(len(rows))
     return report
 
 
@@ -237,8 +239,8 @@ def write_changes(
     *,
     reason: str = "event",
     created_by: str | None = None,
-) -> None:
-    """Write what :class:`GraphState` decided, set-wise."""
+) -> list[UUID]:
+    """Write what :class:`GraphState` decided, set-wise; returns the new merges' ids."""
     merge_rows = [
         {
             "id": uuid7(),
@@ -294,3 +296,4 @@ def write_changes(
             )
     if refusals:
         conn.execute(identity_refusals.insert(), list(refusals))
+    return [row["id"] for row in merge_rows]

@@ -3,6 +3,7 @@ traits into profiles, in one transaction per chunk."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from sqlalchemy.engine import Engine
@@ -13,11 +14,18 @@ from plait.identity.resolver import ResolveReport, resolve_pending
 from plait.profiles.traits import apply_traits
 
 
-def resolve(engine: Engine, settings: Settings, *, max_events: int | None = None) -> ResolveReport:
+def resolve(
+    engine: Engine,
+    settings: Settings,
+    *,
+    max_events: int | None = None,
+    on_progress: Callable[[int], None] = lambda _n: None,
+) -> ResolveReport:
     """Resolve every event not yet in a profile; safe to call from any process at any time."""
     return resolve_pending(
         engine,
         identity_rules(settings),
         on_chunk=partial(apply_traits, settings=settings.profiles),
         max_events=max_events,
+        on_progress=on_progress,
     )

@@ -3,7 +3,6 @@ reading a customer's timeline."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -13,7 +12,13 @@ from sqlalchemy.engine import Connection
 from plait.collect.event_store import EventFilter, list_events
 from plait.core.clock import isoformat
 from plait.core.errors import InvalidInput, NotFound
-from plait.identity.graph import find_identity, identities, profiles, root_of
+from plait.identity.graph import (
+    customer_summaries,
+    find_identity,
+    identities,
+    profiles,
+    root_of,
+)
 from plait.identity.identifiers import IdentityRules, check_kind
 from plait.profiles.customer360 import customer_events
 
@@ -72,7 +77,7 @@ def search(
         row[0]
         for row in conn.execute(sa.union(by_identifier, by_name).limit(min(limit, MAX_RESULTS)))
     ]
-    return summaries(conn, roots)
+    return customer_summaries(conn, roots)
 
 
 def list_customers(
@@ -83,47 +88,7 @@ def list_customers(
     if after is not None:
         query = query.where(profiles.c.id < after)
     roots = list(conn.execute(query.order_by(profiles.c.id.desc()).limit(limit)).scalars())
-    return summaries(conn, roots)
-
-
-def summaries(conn: Connection, roots: Sequence[UUID]) -> list[dict[str, Any]]:
-    """A line per customer: name, e-mails and phones, first and last seen."""
-    if not roots:
-        return []
-    parts = conn.execute(
-        sa.select(
-            profiles.c.root_id,
-            sa.func.max(profiles.c.name),
-            sa.func.min(profiles.c.first_seen),
-            sa.func.max(profiles.c.last_seen),
-            sa.func.count(),
-        )
-        .where(profiles.c.root_id.in_(roots))
-        .group_by(profiles.c.root_id)
-    ).all()
-    contact = conn.execute(
-        sa.select(profiles.c.root_id, identities.c.kind, identities.c.value)
-        .join(identities, identities.c.profile_id == profiles.c.id)
-        .where(profiles.c.root_id.in_(roots), identities.c.kind.in_(("email", "phone", "user_id")))
-        .order_by(identities.c.value)
-    ).all()
-    found: dict[UUID, dict[str, list[str]]] = {}
-    for root, kind, value in contact:
-        found.setdefault(root, {}).setdefault(kind, []).append(value)
-    by_root = {
-        root: {
-            "id": str(root),
-            "name": name,
-            "user_ids": found.get(root, {}).get("user_id", []),
-            "emails": found.get(root, {}).get("email", []),
-            "phones": found.get(root, {}).get("phone", []),
-            "first_seen": isoformat(first),
-            "last_seen": isoformat(last),
-            "profiles": count,
-        }
-        for root, name, first, last, count in parts
-    }
-    return [by_root[root] for root in roots if root in by_root]
+    return customer_summaries(conn, roots)
 
 
 def timeline(

@@ -1,6 +1,7 @@
-"""The event store's background upkeep, run by ``plait serve`` in a process of its own:
-replicate new events to the lake every few seconds, forget message ids older than the
-de-duplication window, and (SQLite) checkpoint the write-ahead log every second.
+"""Background upkeep, run by ``plait serve`` in a process of its own: resolve new events
+into profiles every second, replicate them to the lake and export the identity map every
+few seconds, forget message ids older than the de-duplication window, and (SQLite)
+checkpoint the write-ahead log every second.
 
 A separate process keeps this work off the request path (and off the request path's
 interpreter lock); it stops when the server that started it is gone."""
@@ -20,6 +21,8 @@ from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
 from plait.core.db import checkpoint, get_engine, write
 from plait.core.settings import Settings
+from plait.identity.identity_map import export_identity_map
+from plait.profiles.pipeline import resolve
 
 log = logging.getLogger("plait.upkeep")
 
@@ -32,6 +35,12 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
     threading.Thread(
         target=_checkpoint_loop, args=(engine, parent_pid), name="plait-checkpoint", daemon=True
     ).start()
+    threading.Thread(
+        target=_resolve_loop,
+        args=(engine, settings, parent_pid),
+        name="plait-resolve",
+        daemon=True,
+    ).start()
     while os.getppid() == parent_pid:
         try:
             upkeep_once(engine, settings)
@@ -40,6 +49,16 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and os.getppid() == parent_pid:
             time.sleep(min(0.5, interval))
+
+
+def _resolve_loop(engine: Engine, settings: Settings, parent_pid: int) -> None:
+    """Keep profiles within about a second of the events."""
+    while os.getppid() == parent_pid:
+        try:
+            resolve(engine, settings)
+        except Exception:
+            log.exception("identity resolution failed")
+        time.sleep(1)
 
 
 def _checkpoint_loop(engine: Engine, parent_pid: int) -> None:
@@ -53,8 +72,10 @@ def _checkpoint_loop(engine: Engine, parent_pid: int) -> None:
 
 
 def upkeep_once(engine: object, settings: Settings) -> None:
-    """One round: replicate to the lake, then prune the de-duplication window."""
+    """One round: replicate to the lake and export the identity map, then prune the
+    de-duplication window."""
     sync_lake(engine, settings)  # type: ignore[arg-type]
+    export_identity_map(engine, settings)  # type: ignore[arg-type]
     window = timedelta(days=settings.collect.dedup_window_days)
     with write(engine) as conn:  # type: ignore[arg-type]
         prune_seen(conn, utcnow() - window)
