@@ -8,16 +8,19 @@ session and emptied between tests) on the server at ``PLAIT_TEST_POSTGRES``
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -190,3 +193,59 @@ def live_server(settings: Settings, engine: sa.Engine) -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def send_events(client: TestClient, source: dict) -> Callable[..., dict]:
+    """Send messages to ``/v1/batch`` with the test source's write key; returns the reply."""
+
+    def send(*messages: dict, expect_rejected: bool = False) -> dict:
+        auth = base64.b64encode(f"{source['write_key']}:".encode()).decode()
+        response = client.post(
+            "/v1/batch",
+            content=orjson.dumps({"batch": list(messages)}),
+            headers={"content-type": "application/json", "authorization": f"Basic {auth}"},
+        )
+        assert response.status_code == 200, response.text
+        if not expect_rejected:
+            assert response.json()["rejected"] == [], response.text
+        return response.json()
+
+    return send
+
+
+class Api:
+    """The management API as one token holder sees it."""
+
+    def __init__(self, client: TestClient, token: str) -> None:
+        self.client, self.headers = client, {"authorization": f"Bearer {token}"}
+
+    def get(self, path: str, status: int = 200) -> Any:
+        return self._check(self.client.get(path, headers=self.headers), status)
+
+    def post(self, path: str, body: Any = None, status: int = 200) -> Any:
+        return self._check(self.client.post(path, json=body, headers=self.headers), status)
+
+    def delete(self, path: str, status: int = 200) -> Any:
+        return self._check(self.client.delete(path, headers=self.headers), status)
+
+    @staticmethod
+    def _check(response: Any, status: int) -> Any:
+        assert response.status_code == status, response.text
+        return response.json()
+
+
+@pytest.fixture
+def admin_api(client: TestClient, admin_token: str) -> Api:
+    return Api(client, admin_token)
+
+
+@pytest.fixture
+def token_api(client: TestClient, engine: sa.Engine) -> Callable[[str], Api]:
+    """An Api for a fresh token of the given role."""
+
+    def make(role: str) -> Api:
+        with write(engine) as conn:
+            return Api(client, create_token(conn, role, f"test {role}")["token"])
+
+    return make

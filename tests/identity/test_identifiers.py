@@ -68,8 +68,15 @@ def test_email_is_lower_cased_and_trimmed(raw: str, normal: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", ["not-an-email", "ana@", "@example.com", "ana@example", "ana@@example.com",
-            "ana lima@example.com"]
+    "raw",
+    [
+        "not-an-email",
+        "ana@",
+        "@example.com",
+        "ana@example",
+        "ana@@example.com",
+        "ana lima@example.com",
+    ],
 )
 def test_invalid_email_is_not_an_identifier(raw: str) -> None:
     assert rules().normalize("email", raw) is None
@@ -181,6 +188,15 @@ def test_priority_must_list_anonymous_id() -> None:
 def test_kinds_must_be_lower_case_names() -> None:
     with pytest.raises(ValueError, match="Loyalty"):
         rules(trait_kinds={"loyalty": "Loyalty-Card"})
+    with pytest.raises(ValueError, match="Crm"):
+        rules(limits={"Crm": 1})
+
+
+def test_external_id_kinds_must_be_lower_case_names() -> None:
+    """``from_settings``: a bad setting raises ValueError; a kind an external id type maps to
+    is a kind like any other, so a bad one must not silently drop those ids."""
+    with pytest.raises(ValueError, match="WhatsApp ID"):
+        rules(external_id_kinds={"whatsapp_id": "WhatsApp ID"})
 
 
 # --- reading events -----------------------------------------------------------------------

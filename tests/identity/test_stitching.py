@@ -3,12 +3,9 @@ graph, read back through the profiles API — on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-from fastapi.testclient import TestClient
 
 from plait.core.settings import Settings
 from plait.identity.graph import profiles
@@ -24,17 +21,6 @@ LAPTOP_UA = (
 )
 
 
-def send(client: TestClient, key: str, *messages: dict[str, Any]) -> None:
-    auth = base64.b64encode(f"{key}:".encode()).decode()
-    response = client.post(
-        "/v1/batch",
-        content=orjson.dumps({"batch": list(messages)}),
-        headers={"content-type": "application/json", "authorization": f"Basic {auth}"},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["rejected"] == []
-
-
 def page(anonymous_id: str, at: str, url: str, ua: str, **extra: Any) -> dict[str, Any]:
     return {
         "type": "page",
@@ -44,32 +30,26 @@ def page(anonymous_id: str, at: str, url: str, ua: str, **extra: Any) -> dict[st
     }
 
 
-def api(client: TestClient, token: str, path: str) -> Any:
-    response = client.get(path, headers={"authorization": f"Bearer {token}"})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
 def test_two_devices_login_and_email_click_make_one_customer(
-    client: TestClient, engine: sa.Engine, settings: Settings, source: dict, admin_token: str
+    send_events, admin_api, engine: sa.Engine, settings: Settings
 ) -> None:
-    key = source["write_key"]
-    send(
-        client,
-        key,
-        page("phone-anon", "2026-03-01T10:00:00Z",
-             "https://shop.example/?utm_source=facebook&utm_medium=paid_social", PHONE_UA),
+    send_events(
+        page(
+            "phone-anon",
+            "2026-03-01T10:00:00Z",
+            "https://shop.example/?utm_source=facebook&utm_medium=paid_social",
+            PHONE_UA,
+        ),
         page("phone-anon", "2026-03-01T10:05:00Z", "https://shop.example/sofas", PHONE_UA),
-        page("laptop-anon", "2026-03-02T20:00:00Z",
-             "https://shop.example/?gclid=abc123", LAPTOP_UA),
+        page(
+            "laptop-anon", "2026-03-02T20:00:00Z", "https://shop.example/?gclid=abc123", LAPTOP_UA
+        ),
     )
     resolve(engine, settings)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(profiles)).scalar() == 2
 
-    send(
-        client,
-        key,
+    send_events(
         {
             "type": "identify",
             "anonymousId": "laptop-anon",
@@ -91,10 +71,10 @@ def test_two_devices_login_and_email_click_make_one_customer(
     assert report.events == 2
     assert report.merges == 1
 
-    found = api(client, admin_token, "/api/profiles?q=ANA.LIMA@example.com")["profiles"]
+    found = admin_api.get("/api/profiles?q=ANA.LIMA@example.com")["profiles"]
     assert len(found) == 1
     customer = found[0]["id"]
-    profile = api(client, admin_token, f"/api/profiles/{customer}")
+    profile = admin_api.get(f"/api/profiles/{customer}")
     assert profile["identifiers"]["anonymous_id"] == ["laptop-anon", "phone-anon"]
     assert profile["identifiers"]["user_id"] == ["cus_42"]
     assert profile["identifiers"]["email"] == ["ana.lima@example.com"]
@@ -108,17 +88,15 @@ def test_two_devices_login_and_email_click_make_one_customer(
     # The customer is the older profile: the first device's.
     assert len(profile["merged_profiles"]) == 1
 
-    timeline = api(client, admin_token, f"/api/profiles/{customer}/timeline?limit=2")
+    timeline = admin_api.get(f"/api/profiles/{customer}/timeline?limit=2")
     assert [event["timestamp"] for event in timeline["events"]] == [
         "2026-03-05T08:00:00.000Z",
         "2026-03-02T20:10:00.000Z",
     ]
-    rest = api(
-        client, admin_token, f"/api/profiles/{customer}/timeline?cursor={timeline['next_cursor']}"
-    )
+    rest = admin_api.get(f"/api/profiles/{customer}/timeline?cursor={timeline['next_cursor']}")
     assert len(rest["events"]) == 3
     assert rest["next_cursor"] is None
-    pages = api(client, admin_token, f"/api/profiles/{customer}/timeline?type=page")
+    pages = admin_api.get(f"/api/profiles/{customer}/timeline?type=page")
     assert len(pages["events"]) == 3
-    by_lookup = api(client, admin_token, "/api/profiles/lookup?kind=user_id&value=cus_42")
+    by_lookup = admin_api.get("/api/profiles/lookup?kind=user_id&value=cus_42")
     assert by_lookup["id"] == customer
