@@ -449,3 +449,11 @@ def test_suppression_key_differs_by_kind_and_value() -> None:
     }
     assert len(keys) == 4
     assert all("12345" not in key for key in keys)
+
+
+def test_configured_external_id_types_are_folded_like_incoming_ones() -> None:
+    rules = IdentityRules.from_settings(
+        IdentitySettings(external_id_kinds={"Shopify-Customer": "shopify_id"})
+    )
+    event = {"context": {"externalIds": [{"type": "shopify customer", "id": "42"}]}}
+    assert identifiers_of(event, rules) == [("shopify_id", "42")]

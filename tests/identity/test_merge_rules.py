@@ -527,3 +527,21 @@ def test_every_refusal_carries_identifiers_and_profiles() -> None:
         if refusal.code == "left_out":
             (left_out,) = refusal.identifiers
             assert left_out[1] in refusal.message
+
+
+def test_a_customer_already_past_a_limit_still_gains_what_adds_nothing_to_the_excess() -> None:
+    rules = IdentityRules.from_settings(IdentitySettings())
+    p1 = UUID(int=1)
+    state = GraphState(
+        rules,
+        {("user_id", "u1"): p1, ("user_id", "u2"): p1},
+        {p1: p1},
+        {p1: {"user_id": 2}},
+        lambda: UUID(int=99),
+    )
+    outcome = state.apply([("user_id", "u1"), ("anonymous_id", "new-device")])
+    assert outcome.refusals == []
+    assert outcome.links == [(("anonymous_id", "new-device"), p1)]
+    third = state.apply([("user_id", "u3"), ("anonymous_id", "new-device")])
+    assert [refusal.code for refusal in third.refusals] == ["left_out"]
+    assert state.find(third.home) != p1

@@ -48,7 +48,8 @@ class IdentityRules:
     def __post_init__(self) -> None:
         if "anonymous_id" not in self.priority:
             raise ValueError("identity.priority must list anonymous_id")
-        for kind in (*self.priority, *self.limits, *self.trait_kinds.values()):
+        kinds = (*self.priority, *self.limits, *self.trait_kinds.values())
+        for kind in (*kinds, *self.external_id_kinds.values()):
             check_kind(kind)
         ranks = {kind: 2 * index for index, kind in enumerate(self.priority)}
         self._rank.update(ranks)
@@ -64,7 +65,9 @@ class IdentityRules:
             priority=tuple(settings.priority),
             limits=dict(settings.limits),
             trait_kinds=dict(settings.trait_kinds),
-            external_id_kinds={k.lower(): v for k, v in settings.external_id_kinds.items()},
+            external_id_kinds={
+                _folded_type(k): v for k, v in settings.external_id_kinds.items()
+            },
             default_region=settings.default_region.upper(),
             junk_values=JUNK_VALUES | {value.strip().lower() for value in settings.junk_values},
             junk_pattern=pattern,
@@ -178,9 +181,13 @@ def identifiers_of(event: Mapping[str, Any], rules: IdentityRules) -> list[Ident
 
 def external_kind(type_: str, rules: IdentityRules) -> str | None:
     """The identifier kind of an ``externalIds`` entry's ``type``, if it names one."""
-    folded = type_.strip().lower().replace("-", "_").replace(" ", "_")
+    folded = _folded_type(type_)
     kind = rules.external_id_kinds.get(folded, folded)
     return kind if _KIND.match(kind) else None
+
+
+def _folded_type(type_: str) -> str:
+    return type_.strip().lower().replace("-", "_").replace(" ", "_")
 
 
 def anchor_of(identifiers: list[Identifier]) -> Identifier | None:

@@ -138,7 +138,10 @@ class GraphState:
         over = {}
         for kind, count in total.items():
             limit = self.rules.limit(kind)
-            if limit is not None and count > limit:
+            already = max((self.counts.get(root, {}).get(kind, 0) for root in roots), default=0)
+            # A customer already past a limit (a forced merge, a lowered limit) may still
+            # gain what does not add to the excess.
+            if limit is not None and count > max(limit, already):
                 over[kind] = count
         return _Plan(roots, new, over)
 
