@@ -65,9 +65,7 @@ class IdentityRules:
             priority=tuple(settings.priority),
             limits=dict(settings.limits),
             trait_kinds=dict(settings.trait_kinds),
-            external_id_kinds={
-                _folded_type(k): v for k, v in settings.external_id_kinds.items()
-            },
+            external_id_kinds={_folded_type(k): v for k, v in settings.external_id_kinds.items()},
             default_region=settings.default_region.upper(),
             junk_values=JUNK_VALUES | {value.strip().lower() for value in settings.junk_values},
             junk_pattern=pattern,

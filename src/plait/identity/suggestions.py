@@ -8,10 +8,9 @@ a person accepts them; a rejected pair is remembered and not suggested again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -19,10 +18,12 @@ from plait.core.clock import isoformat, utcnow
 from plait.core.db import UTCDateTime, metadata, read, write
 from plait.core.errors import Conflict, InvalidInput, NotFound
 from plait.core.ids import uuid7
-from plait.identity.duplicates import RECORD_COLUMNS, find_duplicates
 from plait.identity.graph import customer_summaries, identities, profiles, root_of
 from plait.identity.identifiers import IdentityRules
 from plait.identity.merges import merge_customers
+
+if TYPE_CHECKING:  # pandas and Splink load only when suggestions are computed
+    import pandas as pd
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -63,7 +64,11 @@ def profile_records(conn: Connection) -> pd.DataFrame:
     set-wise in the database: named customers only, since a nameless one cannot be matched
     on anything but identifiers, which the graph already joins."""
     fields = {
-        column: sa.func.max(sa.func.coalesce(*(_trait(path) for path in paths)))
+        column: sa.func.max(
+            sa.func.coalesce(*(_trait(path) for path in paths))
+            if len(paths) > 1
+            else _trait(paths[0])
+        )
         for column, paths in _TRAIT_PATHS.items()
     }
     named = (
@@ -89,6 +94,10 @@ def profile_records(conn: Connection) -> pd.DataFrame:
         .outerjoin(contacts["phone"], contacts["phone"].c.root_id == named.c.id)
         .where(sa.or_(named.c.first_name.is_not(None), named.c.last_name.is_not(None)))
     )
+    import pandas as pd
+
+    from plait.identity.duplicates import RECORD_COLUMNS
+
     rows = conn.execute(query).mappings().all()
     frame = pd.DataFrame(rows, columns=list(RECORD_COLUMNS))
     frame["id"] = frame["id"].astype(str)
@@ -112,6 +121,8 @@ def suggest(engine: Engine, *, threshold: float = 0.9, seed: int = 1) -> Suggest
     """
     with read(engine) as conn:
         records = profile_records(conn)
+    from plait.identity.duplicates import find_duplicates
+
     pairs = find_duplicates(records, threshold=threshold, seed=seed)
     report = SuggestReport(customers=len(records), pairs=len(pairs))
     now = utcnow()

@@ -60,7 +60,8 @@ def resolve_reference(conn: Connection, rules: IdentityRules, reference: str) ->
 def search(
     conn: Connection, rules: IdentityRules, q: str, *, limit: int = 20
 ) -> list[dict[str, Any]]:
-    """Customers whose identifier equals ``q`` (as any kind) or whose name starts with it."""
+    """Customers whose identifier equals ``q`` (as any kind) or with a name word starting
+    with it."""
     text = q.strip()
     if not text:
         raise InvalidInput("q must not be empty", field="q")
@@ -71,8 +72,13 @@ def search(
         .join(identities, identities.c.profile_id == profiles.c.id)
         .where(sa.tuple_(identities.c.kind, identities.c.value).in_(pairs))
     )
-    pattern = _escape_like(text.lower()) + "%"
-    by_name = sa.select(profiles.c.root_id).where(profiles.c.search_name.like(pattern, escape="\\"))
+    prefix = _escape_like(text.lower()) + "%"
+    by_name = sa.select(profiles.c.root_id).where(
+        sa.or_(
+            profiles.c.search_name.like(prefix, escape="\\"),
+            profiles.c.search_name.like("% " + prefix, escape="\\"),
+        )
+    )
     roots = [
         row[0]
         for row in conn.execute(sa.union(by_identifier, by_name).limit(min(limit, MAX_RESULTS)))
