@@ -11,7 +11,7 @@ subtree again, so identifiers and events follow without being touched.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -218,3 +218,18 @@ def list_refusals(
         for row in rows[:limit]
     ]
     return page, page[-1]["id"] if len(rows) > limit else None
+
+
+def identifier_filter(pairs: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool]:
+    """``identities`` rows matching any of ``pairs``, written per kind so that both databases
+    search the primary key (SQLite scans the table for a row-value ``IN`` list)."""
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in pairs:
+        by_kind.setdefault(kind, []).append(value)
+    return sa.or_(
+        sa.false(),
+        *(
+            sa.and_(identities.c.kind == kind, identities.c.value.in_(values))
+            for kind, values in sorted(by_kind.items())
+        ),
+    )

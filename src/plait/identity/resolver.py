@@ -24,6 +24,7 @@ from plait.core.db import write
 from plait.core.ids import uuid7
 from plait.identity.graph import (
     bump_version,
+    identifier_filter,
     identities,
     identity_merges,
     identity_refusals,
@@ -190,11 +191,7 @@ def load_state(conn: Connection, rules: IdentityRules, wanted: Iterable[Identifi
                 identities.c.kind, identities.c.value, identities.c.profile_id, profiles.c.root_id
             )
             .join(profiles, profiles.c.id == identities.c.profile_id)
-            .where(
-                sa.tuple_(identities.c.kind, identities.c.value).in_(
-                    pairs[start : start + _IN_CHUNK]
-                )
-            )
+            .where(identifier_filter(pairs[start : start + _IN_CHUNK]))
         )
         for kind, value, profile_id, root_id in conn.execute(query):
             home[(kind, value)] = profile_id

@@ -15,6 +15,7 @@ from plait.core.errors import InvalidInput, NotFound
 from plait.identity.graph import (
     customer_summaries,
     find_identity,
+    identifier_filter,
     identities,
     profiles,
     root_of,
@@ -70,7 +71,7 @@ def search(
     by_identifier = (
         sa.select(profiles.c.root_id)
         .join(identities, identities.c.profile_id == profiles.c.id)
-        .where(sa.tuple_(identities.c.kind, identities.c.value).in_(pairs))
+        .where(identifier_filter(pairs))
     )
     prefix = _escape_like(text.lower()) + "%"
     by_name = sa.select(profiles.c.root_id).where(
