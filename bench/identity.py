@@ -928,7 +928,6 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]{database}[/]")
         results.append(run_once(args, database, population, console.print))
     print_tables(console, results)
-    args.databases_list = args.databases
     report = {
         "benchmark": "identity",
         "created_at": _iso(datetime.now(UTC)),
@@ -940,7 +939,6 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {
             key: (str(value) if isinstance(value, Path) else value)
             for key, value in vars(args).items()
-            if key != "databases_list"
         },
         "machine": machine_info(args, args.databases),
         "results": [asdict(r) for r in results],
