@@ -11,7 +11,13 @@ from plait.collect.event_store import EventFilter, list_events, list_rejected
 from plait.collect.messages import check_type
 from plait.collect.sources import add_source
 from plait.core.clock import optional_timestamp
-from plait.core.console import console, open_database, print_json, print_table
+from plait.core.console import (
+    JsonFlag,
+    console,
+    open_database,
+    print_json,
+    print_table,
+)
 from plait.core.db import read, write
 from plait.core.settings import get_settings
 from plait.core.sources import list_sources, rotate_write_key
@@ -19,8 +25,6 @@ from plait.core.sources import list_sources, rotate_write_key
 sources_app = typer.Typer(help="Sources: where events come from.", no_args_is_help=True)
 events_app = typer.Typer(help="Read stored and rejected events.", no_args_is_help=True)
 lake_app = typer.Typer(help="The columnar event lake.", no_args_is_help=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 @sources_app.command("create")

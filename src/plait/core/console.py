@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
+from uuid import UUID
 
 import orjson
+import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from plait.core.db import get_engine
+from plait.core.errors import InvalidInput
 from plait.core.settings import Settings, get_settings
 
 console = Console()
@@ -41,3 +44,15 @@ def open_database(settings: Settings | None = None) -> Engine:
     engine = get_engine(settings or get_settings())
     upgrade(engine)
     return engine
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
+"""The ``--json`` option every command that prints has."""
+
+
+def parse_id(value: str, field: str = "id") -> UUID:
+    """An id given on the command line; a clear error if it is not one."""
+    try:
+        return UUID(value)
+    except ValueError:
+        raise InvalidInput(f"{value!r} is not an id", field=field) from None

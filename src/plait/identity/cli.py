@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 import typer
 
-from plait.core.console import console, open_database, print_json, print_table
+from plait.core.console import (
+    JsonFlag,
+    console,
+    open_database,
+    parse_id,
+    print_json,
+    print_table,
+)
 from plait.core.db import read, write
-from plait.core.errors import InvalidInput
 from plait.core.settings import get_settings
 from plait.identity.graph import list_refusals
 from plait.identity.identifiers import identity_rules
@@ -18,8 +23,6 @@ from plait.identity.suggestions import decide, list_suggestions, suggest
 identity_app = typer.Typer(
     help="The identity graph: resolution, merge suggestions, refusals.", no_args_is_help=True
 )
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 @identity_app.command("suggest")
@@ -88,7 +91,9 @@ def identity_refusals(
 ) -> None:
     """Merges the rules refused and identifiers they left out, newest first."""
     with read(open_database()) as conn:
-        page, next_cursor = list_refusals(conn, limit=limit, before=_id(cursor) if cursor else None)
+        page, next_cursor = list_refusals(
+            conn, limit=limit, before=parse_id(cursor, "--cursor") if cursor else None
+        )
     if as_json:
         print_json({"refusals": page, "next_cursor": next_cursor})
         return
@@ -101,7 +106,12 @@ def _decide(suggestion: str, accept: bool, force: bool, as_json: bool) -> None:
     settings = get_settings()
     with write(open_database(settings)) as conn:
         result = decide(
-            conn, identity_rules(settings), _id(suggestion), accept, by="cli", force=force
+            conn,
+            identity_rules(settings),
+            parse_id(suggestion, "suggestion"),
+            accept,
+            by="cli",
+            force=force,
         )
     if as_json:
         print_json(result)
@@ -114,10 +124,3 @@ def _who(side: dict | None) -> str:
         return "(erased)"
     contact = ", ".join(side["emails"] + side["phones"])
     return f"{side['name'] or '?'} {contact}".strip()
-
-
-def _id(value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not an id", field="id") from None

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
-from plait.core.db import write
+from plait.core.db import chunks, write
 from plait.core.ids import uuid7
 from plait.identity.graph import (
     bump_version,
@@ -54,8 +54,6 @@ RESOLVE_COLUMNS = (
 ChunkHook = Callable[[Connection, Sequence[Mapping[str, Any]], Mapping[int, UUID]], None]
 """Called in the resolving transaction with the chunk's events and each event's home
 profile (by ``seq``): how the profiles area keeps traits and first/last seen current."""
-
-_IN_CHUNK = 2000
 
 
 @dataclass
@@ -184,14 +182,13 @@ def load_state(conn: Connection, rules: IdentityRules, wanted: Iterable[Identifi
     """The graph around ``wanted``: their homes, those homes' roots and the roots' counts."""
     home: dict[Identifier, UUID] = {}
     roots: dict[UUID, UUID] = {}
-    pairs = list(wanted)
-    for start in range(0, len(pairs), _IN_CHUNK):
+    for pairs in chunks(wanted):
         query = (
             sa.select(
                 identities.c.kind, identities.c.value, identities.c.profile_id, profiles.c.root_id
             )
             .join(profiles, profiles.c.id == identities.c.profile_id)
-            .where(identifier_filter(pairs[start : start + _IN_CHUNK]))
+            .where(identifier_filter(pairs))
         )
         for kind, value, profile_id, root_id in conn.execute(query):
             home[(kind, value)] = profile_id
@@ -206,15 +203,14 @@ def root_counts(
     """How many identifiers of each limited kind each customer holds."""
     counts: dict[UUID, dict[str, int]] = {}
     limited = sorted(rules.limits)
-    ordered = list(root_ids)
     if not limited:
         return counts
-    for start in range(0, len(ordered), _IN_CHUNK):
+    for chunk in chunks(root_ids):
         query = (
             sa.select(profiles.c.root_id, identities.c.kind, sa.func.count())
             .join(profiles, profiles.c.id == identities.c.profile_id)
             .where(
-                profiles.c.root_id.in_(ordered[start : start + _IN_CHUNK]),
+                profiles.c.root_id.in_(chunk),
                 # Not an index condition: the walk must go root_id -> profile_id, not
                 # through every e-mail and phone of the graph by kind.
                 identities.c.kind.concat("").in_(limited),

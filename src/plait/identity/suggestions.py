@@ -184,7 +184,10 @@ def list_suggestions(
         .mappings()
         .all()
     )
-    sides = {UUID(s["id"]): s for s in customer_summaries(conn, _current_roots(conn, rows))}
+    sides = [row[side] for row in rows for side in ("left_id", "right_id")]
+    current = sa.select(profiles.c.id, profiles.c.root_id).where(profiles.c.id.in_(sides))
+    root = dict(conn.execute(current).tuples().all())
+    shown = {UUID(s["id"]): s for s in customer_summaries(conn, sorted(set(root.values())))}
     return [
         {
             "id": str(row["id"]),
@@ -194,8 +197,8 @@ def list_suggestions(
             "decided_at": isoformat(row["decided_at"]),
             "decided_by": row["decided_by"],
             "merge_id": str(row["merge_id"]) if row["merge_id"] else None,
-            "left": sides.get(_root(conn, row["left_id"])),
-            "right": sides.get(_root(conn, row["right_id"])),
+            "left": shown.get(root.get(row["left_id"])),
+            "right": shown.get(root.get(row["right_id"])),
         }
         for row in rows
     ]
@@ -241,15 +244,3 @@ def decide(
         .values(**values)
     )
     return {**result, "status": values["status"]}
-
-
-def _root(conn: Connection, profile_id: UUID) -> UUID | None:
-    try:
-        return root_of(conn, profile_id)
-    except NotFound:
-        return None
-
-
-def _current_roots(conn: Connection, rows: Any) -> list[UUID]:
-    found = {_root(conn, row[side]) for row in rows for side in ("left_id", "right_id")}
-    return [root for root in found if root is not None]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from plait.core.clock import utcnow
-from plait.core.db import UTCDateTime, metadata
+from plait.core.db import UTCDateTime, chunks, metadata
 from plait.identity.identifiers import Identifier, suppression_key
 
 suppressed_identifiers = sa.Table(
@@ -25,15 +25,11 @@ suppressed_identifiers = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
-_CHUNK = 5000
-
 
 def suppressed_keys(conn: Connection, keys: Collection[str]) -> set[str]:
     """Those of ``keys`` that are on the suppression list."""
     found: set[str] = set()
-    ordered = list(keys)
-    for start in range(0, len(ordered), _CHUNK):
-        chunk = ordered[start : start + _CHUNK]
+    for chunk in chunks(keys, 5000):
         found.update(
             conn.execute(
                 sa.select(suppressed_identifiers.c.key).where(

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
-from uuid import UUID
 
 import orjson
 import typer
 
 from plait.collect.event_store import EventFilter
 from plait.collect.messages import check_type
-from plait.core.console import console, open_database, print_json, print_table
+from plait.core.console import (
+    JsonFlag,
+    console,
+    open_database,
+    parse_id,
+    print_json,
+    print_table,
+)
 from plait.core.db import read, write
-from plait.core.errors import InvalidInput
 from plait.core.settings import get_settings
 from plait.identity.identifiers import identity_rules
 from plait.identity.identity_map import export_identity_map
@@ -27,7 +32,6 @@ profiles_app = typer.Typer(
     help="Customer profiles: the 360 of each customer.", no_args_is_help=True
 )
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON")]
 Reference = Annotated[
     str, typer.Argument(help="a profile id, or an identifier: e-mail, phone, kind:value")
 ]
@@ -135,7 +139,7 @@ def profiles_split(
     settings = get_settings()
     with write(open_database(settings)) as conn:
         root_id = resolve_reference(conn, identity_rules(settings), profile)
-        split = split_merge(conn, root_id, _uuid(merge_id, "--merge"), by="cli")
+        split = split_merge(conn, root_id, parse_id(merge_id, "--merge"), by="cli")
     _done(split, as_json, f"restored {split['restored_id']}")
 
 
@@ -181,13 +185,6 @@ def _done(result: dict, as_json: bool, text: str) -> None:
         print_json(result)
     else:
         console.print(text, highlight=False)
-
-
-def _uuid(value: str, field: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput(f"{value!r} is not an id", field=field) from None
 
 
 def resolve_command(as_json: JsonFlag = False) -> None:

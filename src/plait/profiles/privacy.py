@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import EventFilter, events, rejected_events
-from plait.core.db import exclusive_job, read, write
+from plait.core.db import chunks, escape_like, exclusive_job, write
 from plait.core.errors import Conflict
 from plait.core.lake import remove_rows
 from plait.core.settings import Settings
@@ -29,6 +29,7 @@ from plait.identity.graph import (
     identity_merges,
     identity_refusals,
     lock_graph,
+    members,
     profiles,
     root_of,
 )
@@ -39,7 +40,6 @@ from plait.identity.suppression import suppress
 from plait.profiles.customer360 import customer_events, profile_360
 from plait.profiles.search import customer_identities, timeline
 
-_CHUNK = 1000
 LAKE_LOCK_WAIT_SECONDS = 120
 
 
@@ -83,7 +83,7 @@ def erase_person(engine: Engine, settings: Settings, profile_id: UUID) -> Erasur
         lock_graph(conn)
         root_id = root_of(conn, profile_id)
         report = Erasure(str(root_id))
-        member_ids = _members(conn, root_id)
+        member_ids = list(conn.execute(members(root_id)).scalars())
         found = [
             (row.kind, row.value)
             for row in conn.execute(
@@ -97,7 +97,7 @@ def erase_person(engine: Engine, settings: Settings, profile_id: UUID) -> Erasur
         ).all()
         event_ids = [row.id for row in erased]
         days = sorted({row.timestamp.astimezone(UTC).strftime("%Y-%m-%d") for row in erased})
-        for chunk in _chunks(event_ids):
+        for chunk in chunks(event_ids, 1000):
             report.events += conn.execute(events.delete().where(events.c.id.in_(chunk))).rowcount
             conn.execute(identity_refusals.delete().where(identity_refusals.c.event_id.in_(chunk)))
         report.rejected_events = _erase_rejected(conn, [value for _, value in found])
@@ -132,15 +132,15 @@ def erase_person(engine: Engine, settings: Settings, profile_id: UUID) -> Erasur
 
 def _erase_rejected(conn: Connection, values: Sequence[str]) -> int:
     """Rejected events whose raw payload mentions one of the person's identifiers."""
-    removed = 0
-    for value in values:
-        if len(value) < 4:  # too short to name a person; would match unrelated payloads
-            continue
-        pattern = "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        removed += conn.execute(
-            rejected_events.delete().where(rejected_events.c.payload.like(pattern, escape="\\"))
-        ).rowcount
-    return removed
+    # Shorter values are too short to name a person; they would match unrelated payloads.
+    mentions = [
+        rejected_events.c.payload.like(f"%{escape_like(value)}%", escape="\\")
+        for value in values
+        if len(value) >= 4
+    ]
+    if not mentions:
+        return 0
+    return conn.execute(rejected_events.delete().where(sa.or_(*mentions))).rowcount
 
 
 def _erase_from_lake(
@@ -160,18 +160,3 @@ def _erase_from_lake(
         if time.monotonic() > deadline:
             raise Conflict("the lake stayed busy; erased from the database but not the lake")
         time.sleep(0.2)
-
-
-def _members(conn: Connection, root_id: UUID) -> list[UUID]:
-    return list(
-        conn.execute(sa.select(profiles.c.id).where(profiles.c.root_id == root_id)).scalars()
-    )
-
-
-def _chunks(values: list[Any]) -> list[list[Any]]:
-    return [values[start : start + _CHUNK] for start in range(0, len(values), _CHUNK)]
-
-
-def read_export(engine: Engine, profile_id: UUID, settings: Settings) -> dict[str, Any]:
-    with read(engine) as conn:
-        return export_person(conn, profile_id, settings)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from plait.collect.event_store import EventFilter, list_events
 from plait.core.clock import isoformat
+from plait.core.db import escape_like
 from plait.core.errors import InvalidInput, NotFound
 from plait.identity.graph import (
     customer_summaries,
@@ -73,7 +74,7 @@ def search(
         .join(identities, identities.c.profile_id == profiles.c.id)
         .where(identifier_filter(pairs))
     )
-    prefix = _escape_like(text.lower()) + "%"
+    prefix = escape_like(text.lower()) + "%"
     by_name = sa.select(profiles.c.root_id).where(
         sa.or_(
             profiles.c.search_name.like(prefix, escape="\\"),
@@ -132,10 +133,6 @@ def customer_identities(conn: Connection, root_id: UUID) -> list[dict[str, Any]]
 
 def _kinds(rules: IdentityRules) -> list[str]:
     return list(dict.fromkeys([*rules.priority, *rules.limits, *rules.trait_kinds.values()]))
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def require_customer(conn: Connection, profile_id: str) -> UUID:

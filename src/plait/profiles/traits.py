@@ -16,6 +16,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from plait.core.db import chunks
 from plait.core.settings import ProfileSettings
 from plait.identity.graph import profiles
 
@@ -129,7 +130,7 @@ def apply_traits(
         return
     stored = {
         row.id: row
-        for start in range(0, len(touched), 2000)
+        for chunk in chunks(touched)
         for row in conn.execute(
             sa.select(
                 profiles.c.id,
@@ -137,7 +138,7 @@ def apply_traits(
                 profiles.c.first_seen,
                 profiles.c.last_seen,
                 profiles.c.name,
-            ).where(profiles.c.id.in_(list(touched)[start : start + 2000]))
+            ).where(profiles.c.id.in_(chunk))
         )
     }
     updates = []
