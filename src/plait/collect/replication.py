@@ -15,15 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
 from plait.core.db import UTCDateTime, exclusive_job, metadata, read, write
-from plait.core.lake import remove_stale_temporaries, write_parquet
+from plait.core.lake import lake_filesystem, remove_stale_temporaries, write_parquet
 from plait.core.settings import Settings
 from plait.core.sources import sources
 
@@ -70,12 +72,40 @@ LAKE_SCHEMA = pa.schema(
         ("warnings", pa.string()),
         ("identity_kind", pa.string()),
         ("identity_value", pa.string()),
+        ("revenue", pa.float64()),
+        ("currency", pa.string()),
+        ("contactable", pa.bool_()),
+        ("lifecycle_stage", pa.string()),
     ]
 )
+LAKE_FORMAT = "2"
+"""Bumped when the lake's columns change; a lake of another format is rebuilt on next sync."""
+_DERIVED_COLUMNS = ("revenue", "currency", "contactable", "lifecycle_stage")
+_STORED_COLUMNS = [name for name in LAKE_SCHEMA.names if name not in _DERIVED_COLUMNS]
+_DERIVED_SQL = """
+SELECT *,
+  coalesce(
+    TRY_CAST(properties->>'$.revenue' AS DOUBLE),
+    TRY_CAST(properties->>'$.total' AS DOUBLE),
+    TRY_CAST(properties->>'$.value' AS DOUBLE)
+  ) AS revenue,
+  upper(nullif(trim(properties->>'$.currency'), '')) AS currency,
+  coalesce(
+    contains(coalesce(traits->>'$.email', context->>'$.traits.email'), '@')
+    OR nullif(trim(coalesce(traits->>'$.phone', context->>'$.traits.phone')), '') IS NOT NULL,
+    false
+  ) AS contactable,
+  lower(nullif(trim(coalesce(
+    traits->>'$.lifecycle_stage', traits->>'$.lifecycleStage', traits->>'$.lifecyclestage',
+    context->>'$.traits.lifecycle_stage', context->>'$.traits.lifecycleStage'
+  )), '')) AS lifecycle_stage
+FROM batch
+"""
 _JSON_COLUMNS = frozenset({"traits", "properties", "context", "warnings"})
 _UUID_COLUMNS = frozenset({"id", "source_id"})
 _TIME_COLUMNS = frozenset({"timestamp", "original_timestamp", "sent_at", "received_at"})
 DEFAULT_BATCH_ROWS = 100_000
+FORMAT_MARKER = "events-format"
 
 
 @dataclass
@@ -96,6 +126,7 @@ def sync_lake(
         if not running:
             return report
         remove_stale_temporaries(settings.lake)
+        _rebuild_if_outdated(engine, settings.lake)
         while True:
             batch = _unfinished_batch(engine) or _next_batch(engine, batch_rows)
             if batch is None:
@@ -112,6 +143,38 @@ def sync_lake(
                 )
             report.batches += 1
             report.rows += table.num_rows
+
+
+def _rebuild_if_outdated(engine: Engine, location: str) -> None:
+    """Start the lake over when it was written in an older format (the events table is the
+    system of record, so the lake can always be rewritten from it). Crash-safe: the marker
+    is written last, so an interrupted rebuild starts again."""
+    stored = _lake_format(location)
+    if stored == LAKE_FORMAT:
+        return
+    filesystem, root = lake_filesystem(location)
+    events_dir = f"{root.rstrip('/')}/events"
+    if stored is not None or filesystem.get_file_info(events_dir).type != pafs.FileType.NotFound:
+        with write(engine) as conn:
+            conn.execute(lake_batches.delete())
+        filesystem.delete_dir_contents(events_dir, missing_dir_ok=True)
+    _mark_format(location)
+
+
+def _lake_format(location: str) -> str | None:
+    filesystem, root = lake_filesystem(location)
+    marker = f"{root.rstrip('/')}/{FORMAT_MARKER}"
+    if filesystem.get_file_info(marker).type != pafs.FileType.File:
+        return None
+    with filesystem.open_input_stream(marker) as stream:
+        return stream.read().decode().strip()
+
+
+def _mark_format(location: str) -> None:
+    filesystem, root = lake_filesystem(location)
+    filesystem.create_dir(root, recursive=True)
+    with filesystem.open_output_stream(f"{root.rstrip('/')}/{FORMAT_MARKER}") as stream:
+        stream.write(LAKE_FORMAT.encode())
 
 
 def replicated_seq(conn: Connection) -> int:
@@ -193,14 +256,14 @@ def _lake_column(name: str, dialect: str) -> Any:
 def _range_table(conn: Connection, seq_from: int, seq_to: int) -> pa.Table:
     dialect = conn.dialect.name
     rows = conn.execute(
-        sa.select(*(_lake_column(name, dialect) for name in LAKE_SCHEMA.names))
+        sa.select(*(_lake_column(name, dialect) for name in _STORED_COLUMNS))
         .join(sources, sources.c.id == events.c.source_id)
         .where(events.c.seq > seq_from, events.c.seq <= seq_to)
         .order_by(events.c.seq)
     ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(LAKE_SCHEMA.names)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_STORED_COLUMNS)
     arrays = []
-    for name, values in zip(LAKE_SCHEMA.names, columns, strict=True):
+    for name, values in zip(_STORED_COLUMNS, columns, strict=True):
         target = LAKE_SCHEMA.field(name).type
         if name in _JSON_COLUMNS:
             values = [None if value in (None, "null") else value for value in values]
@@ -208,12 +271,25 @@ def _range_table(conn: Connection, seq_from: int, seq_to: int) -> pa.Table:
             arrays.append(pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(target))
         else:
             arrays.append(pa.array(values, target))
-    return pa.Table.from_arrays(arrays, schema=LAKE_SCHEMA)
+    batch = pa.Table.from_arrays(
+        arrays, schema=pa.schema([LAKE_SCHEMA.field(name) for name in _STORED_COLUMNS])
+    )
+    return _with_derived_columns(batch)
+
+
+def _with_derived_columns(batch: pa.Table) -> pa.Table:
+    """Add the typed columns analytics read (revenue, contactability, stage), extracted
+    from the JSON columns set-wise by DuckDB so no engine has to parse JSON at query time."""
+    with duckdb.connect() as con:
+        con.register("batch", batch)
+        return con.sql(_DERIVED_SQL).to_arrow_table().cast(LAKE_SCHEMA)
 
 
 def _write_days(table: pa.Table, location: str, batch_id: int) -> list[str]:
     if table.num_rows == 0:
         return []
+    if _lake_format(location) is None:
+        _mark_format(location)
     days = pc.strftime(table["timestamp"], format="%Y-%m-%d")
     written = []
     for day in pc.unique(days).to_pylist():

@@ -98,6 +98,69 @@ class ProfileSettings(BaseModel):
     qualified_events: list[str] = Field(default_factory=lambda: ["Lead Qualified"])
 
 
+class PositionWeights(BaseModel):
+    """Shares of a conversion for the first, middle and last touches (the custom model)."""
+
+    first: float = Field(0.3, ge=0)
+    middle: float = Field(0.4, ge=0)
+    last: float = Field(0.3, ge=0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> PositionWeights:
+        if abs(self.first + self.middle + self.last - 1) > 1e-9:
+            raise ValueError("custom weights must sum to 1")
+        return self
+
+
+class AnalyticsSettings(BaseModel):
+    """Sessions, touches, conversions and attribution (the Measure area). Sales are the
+    ``profiles.order_events`` and qualification the ``profiles.qualified_events``, so the
+    customer 360 and the channel report count the same things."""
+
+    session_timeout_minutes: float = Field(30, gt=0)
+    split_sessions_on_campaign: bool = False
+    touch_types: list[str] = Field(default_factory=lambda: ["page", "screen"])
+    touch_events: list[str] = Field(
+        default_factory=lambda: [
+            "Email Clicked",
+            "Email Link Clicked",
+            "Push Notification Tapped",
+            "Call Completed",
+            "Store Visited",
+            "Chat Started",
+            "Chat Message Received",
+            "Message Received",
+            "Email Received",
+            "Meeting Completed",
+        ]
+    )
+    touch_channels: list[str] = Field(default_factory=lambda: ["Store", "Phone"])
+    """Channels where any event is a touch (a purchase at the till is a store visit)."""
+    contact_events: list[str] = Field(
+        default_factory=lambda: ["Signed Up", "Lead Created", "Form Submitted"]
+    )
+    contact_on_identify: bool = True
+    qualified_stages: list[str] = Field(
+        default_factory=lambda: [
+            "marketing_qualified_lead",
+            "sales_qualified_lead",
+            "marketingqualifiedlead",
+            "salesqualifiedlead",
+            "mql",
+            "sql",
+        ]
+    )
+    lookback_days: float = Field(90, gt=0)
+    collapse_repeats: bool = False
+    half_life_days: float = Field(7, gt=0)
+    custom_weights: PositionWeights = PositionWeights()
+    markov_order: int = Field(1, ge=1, le=3)
+    direct_channel: str = "Direct"
+    currency: str = "USD"
+    exchange_rates: dict[str, float] = Field(default_factory=dict)
+    spark_master: str = "local[2]"
+
+
 class Settings(BaseSettings):
     """Everything configurable in Plait; each field has a default and an env override."""
 
@@ -114,6 +177,7 @@ class Settings(BaseSettings):
     channels: dict[str, Any] = Field(default_factory=dict)
     identity: IdentitySettings = IdentitySettings()
     profiles: ProfileSettings = ProfileSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     @model_validator(mode="after")
     def _derive_locations(self) -> Settings:

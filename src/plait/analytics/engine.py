@@ -1,0 +1,123 @@
+"""Where analytics run: Ibis expressions over the event lake and the identity map, executed
+by DuckDB in-process by default or by Spark (local or a cluster) with the same code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import ibis
+import pandas as pd
+import pyarrow.fs as pafs
+from ibis import _
+
+from plait.collect.replication import LAKE_SCHEMA
+from plait.core.errors import InvalidInput
+from plait.core.ids import uuid7
+from plait.core.lake import lake_filesystem
+from plait.core.settings import Settings
+from plait.identity.identity_map import IDENTITY_MAP_PATH, IDENTITY_MAP_SCHEMA
+
+if TYPE_CHECKING:
+    from ibis.backends import BaseBackend
+    from pyspark.sql import SparkSession
+
+Backend = Literal["duckdb", "pyspark"]
+BACKENDS: tuple[str, ...] = ("duckdb", "pyspark")
+EVENT_COLUMNS = (
+    "id",
+    "seq",
+    "type",
+    "event",
+    "channel",
+    "traffic_campaign",
+    "timestamp",
+    "revenue",
+    "currency",
+    "contactable",
+    "lifecycle_stage",
+    "identity_kind",
+    "identity_value",
+)
+
+
+def connect(
+    settings: Settings, backend: str = "duckdb", *, session: SparkSession | None = None
+) -> BaseBackend:
+    """An Ibis backend to run analytics on: ``duckdb`` (in-process) or ``pyspark``."""
+    if backend == "duckdb":
+        con = ibis.duckdb.connect()
+        # Ibis writes array lambdas as ``x -> …``, which DuckDB 1.4+ only accepts when asked.
+        con.raw_sql("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
+        return con
+    if backend == "pyspark":
+        return ibis.pyspark.connect(session or spark_session(settings))
+    raise InvalidInput(
+        f"unknown analytics backend {backend!r}; use one of {', '.join(BACKENDS)}",
+        field="backend",
+    )
+
+
+def spark_session(settings: Settings) -> SparkSession:
+    """A Spark session for analytics (``analytics.spark_master``, local mode by default)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InvalidInput(
+            "Spark analytics need PySpark: pip install 'plait[spark]'", field="backend"
+        ) from None
+    session = (
+        SparkSession.builder.master(settings.analytics.spark_master)
+        .appName("plait")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "8")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def materialize(con: BaseBackend, obj: ibis.Table | pd.DataFrame) -> ibis.Table:
+    """Compute ``obj`` once into a temporary table of ``con``, for inputs read several times."""
+    table = con.create_table(f"plait_{uuid7().hex}", obj, temp=True)
+    return table if con.name == "duckdb" else table.cache()
+
+
+def lake_events(con: BaseBackend, settings: Settings) -> ibis.Table:
+    """Every event in the lake, with the columns analytics read."""
+    filesystem, root = lake_filesystem(settings.lake)
+    directory = f"{root.rstrip('/')}/events"
+    selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+    if not any(info.path.endswith(".parquet") for info in filesystem.get_file_info(selector)):
+        return ibis.memtable(LAKE_SCHEMA.empty_table().select(list(EVENT_COLUMNS)))
+    if con.name == "duckdb":
+        table = con.read_parquet(f"{directory}/*/*.parquet", hive_partitioning=True)
+    else:
+        table = con.read_parquet(directory)
+    return table.select(*EVENT_COLUMNS)
+
+
+def identity_map(con: BaseBackend, settings: Settings) -> ibis.Table:
+    """Each identifier and the customer it belongs to now (see ``identity.identity_map``)."""
+    filesystem, root = lake_filesystem(settings.lake)
+    path = f"{root.rstrip('/')}/{IDENTITY_MAP_PATH}"
+    if filesystem.get_file_info(path).type != pafs.FileType.File:
+        return ibis.memtable(IDENTITY_MAP_SCHEMA.empty_table())
+    return con.read_parquet(path)
+
+
+def customer_events(events: ibis.Table, identities: ibis.Table) -> ibis.Table:
+    """Events with the customer each belongs to now, through the identity map on the
+    event's anchor; an event whose anchor is not resolved yet stands for itself."""
+    mapped = identities.select(map_kind=_.kind, map_value=_.value, customer_id=_.customer_id)
+    joined = events.left_join(
+        mapped,
+        [events.identity_kind == mapped.map_kind, events.identity_value == mapped.map_value],
+    )
+    return joined.mutate(
+        customer_id=ibis.coalesce(
+            joined.customer_id,
+            joined.identity_kind.concat(":", joined.identity_value),
+            ibis.literal("event:").concat(joined.id),
+        )
+    ).drop("map_kind", "map_value", "identity_kind", "identity_value")

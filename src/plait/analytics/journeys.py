@@ -1,0 +1,202 @@
+"""Journeys: the touches before each conversion (within the lookback window), the touches
+of customers who dropped off, and the same shape built from aggregated path data. Every
+model, path listing and transition count reads these rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import ibis
+
+from plait.analytics.models import NO_TOUCH
+
+START, CONVERSION, DROP_OFF = "(start)", "(conversion)", "(drop-off)"
+STATE_SEPARATOR = " > "
+_ORDER_WIDTH = 6
+
+
+def conversion_journeys(
+    conversions: ibis.Table,
+    sessions: ibis.Table,
+    milestones: ibis.Table,
+    *,
+    lookback_days: float,
+    collapse_repeats: bool,
+) -> ibis.Table:
+    """One row per touch before each conversion (touches in the lookback window, up to and
+    including the conversion's moment); a conversion with no touch gets one ``(none)`` row."""
+    targets = conversions.left_join(milestones, "customer_id").drop("customer_id_right")
+    touches = sessions.select(
+        touch_customer=sessions.customer_id,
+        touch_at=sessions.started_at,
+        touch_seq=sessions.seq,
+        channel=sessions.channel,
+    )
+    lookback = ibis.interval(seconds=round(lookback_days * 86400))
+    joined = targets.left_join(
+        touches,
+        [
+            targets.customer_id == touches.touch_customer,
+            touches.touch_at <= targets.converted_at,
+            touches.touch_at >= targets.converted_at - lookback,
+        ],
+    )
+    rows = joined.select(
+        journey_id=joined.conversion_id,
+        customer_id=joined.customer_id,
+        kind=joined.kind,
+        converted_at=joined.converted_at,
+        conversions=ibis.literal(1.0),
+        nulls=ibis.literal(0.0),
+        value=joined.value,
+        channel=ibis.coalesce(joined.channel, NO_TOUCH),
+        touch_at=joined.touch_at,
+        touch_seq=joined.touch_seq,
+        age_seconds=(joined.converted_at.epoch_seconds() - joined.touch_at.epoch_seconds()).cast(
+            "float64"
+        ),
+        contact_at=joined.contact_at,
+        qualified_at=joined.qualified_at,
+    )
+    rows = number(rows, [rows.touch_at, rows.touch_seq], collapse_repeats)
+    journey = ibis.window(group_by=rows.journey_id)
+    return rows.mutate(
+        contact_pos=ibis.ifelse(rows.touch_at <= rows.contact_at, rows.pos, ibis.null("int64"))
+        .max()
+        .over(journey),
+        qualified_pos=ibis.ifelse(rows.touch_at <= rows.qualified_at, rows.pos, ibis.null("int64"))
+        .max()
+        .over(journey),
+    )
+
+
+def drop_off_journeys(
+    sessions: ibis.Table,
+    conversions: ibis.Table,
+    milestones: ibis.Table,
+    *,
+    kind: str,
+    start: datetime,
+    end: datetime,
+    collapse_repeats: bool,
+) -> ibis.Table:
+    """The touches in the period of customers who did not convert (to ``kind``) in it —
+    leaving out, for contact and qualified, customers who reached that stage before."""
+    converted = conversions.filter(
+        conversions.kind == kind,
+        conversions.converted_at >= start,
+        conversions.converted_at < end,
+    ).select(converted_customer=conversions.customer_id)
+    touches = sessions.filter(sessions.started_at >= start, sessions.started_at < end)
+    touches = touches.anti_join(
+        converted.distinct(), touches.customer_id == converted.converted_customer
+    )
+    if kind != "sale":
+        reached = milestones.filter(milestones[f"{kind}_at"] < start).select(
+            reached_customer=milestones.customer_id
+        )
+        touches = touches.anti_join(reached, touches.customer_id == reached.reached_customer)
+    rows = touches.select(
+        journey_id=ibis.literal("drop:").concat(touches.customer_id),
+        customer_id=touches.customer_id,
+        kind=ibis.literal(kind),
+        conversions=ibis.literal(0.0),
+        nulls=ibis.literal(1.0),
+        value=ibis.literal(0.0),
+        channel=touches.channel,
+        touch_at=touches.started_at,
+        touch_seq=touches.seq,
+    )
+    return number(rows, [rows.touch_at, rows.touch_seq], collapse_repeats)
+
+
+def path_journeys(
+    paths: ibis.Table,
+    *,
+    path: str,
+    conversions: str,
+    value: str | None,
+    nulls: str | None,
+    separator: str,
+    collapse_repeats: bool,
+) -> ibis.Table:
+    """Journey rows from aggregated path data (one row per path with its conversions,
+    value and non-converting count; channels separated by ``separator``, trimmed)."""
+    numbered = paths.mutate(journey_id=ibis.row_number().cast("string"))
+    exploded = numbered.mutate(channel=numbered[path].split(separator)).unnest(
+        "channel", offset="step"
+    )
+    rows = exploded.select(
+        journey_id=exploded.journey_id,
+        conversions=exploded[conversions].cast("float64"),
+        nulls=(exploded[nulls] if nulls else ibis.literal(0)).cast("float64"),
+        value=(exploded[value] if value else ibis.literal(0)).cast("float64"),
+        channel=exploded.channel.strip(),
+        step=exploded.step,
+        age_seconds=ibis.null("float64"),
+        contact_pos=ibis.null("int64"),
+        qualified_pos=ibis.null("int64"),
+    )
+    rows = rows.filter(rows.channel != "")
+    return number(rows, [rows.step], collapse_repeats)
+
+
+def number(rows: ibis.Table, order_by: list[ibis.Value], collapse_repeats: bool) -> ibis.Table:
+    """Add ``pos`` (1-based, in touch order) and ``n`` per journey, first dropping a touch
+    that repeats the channel before it if ``collapse_repeats``."""
+    ordered = ibis.window(group_by=rows.journey_id, order_by=order_by)
+    if collapse_repeats:
+        previous = rows.channel.lag().over(ordered)
+        rows = rows.mutate(_repeat=ibis.coalesce(previous == rows.channel, False))
+        rows = rows.filter(~rows._repeat).drop("_repeat")
+        ordered = ibis.window(
+            group_by=rows.journey_id, order_by=[rows[c.get_name()] for c in order_by]
+        )
+    rows = rows.mutate(pos=(ibis.row_number().over(ordered) + 1).cast("int64"))
+    return rows.mutate(n=rows.pos.max().over(ibis.window(group_by=rows.journey_id)))
+
+
+def path_strings(journeys: ibis.Table) -> ibis.Table:
+    """One row per journey with its ``path`` as text (``Email > Direct > Store``), plus
+    ``conversions``, ``nulls`` and ``value``. Built by sorting position-prefixed channels,
+    since Spark cannot order an aggregate."""
+    keyed = journeys.mutate(
+        _key=journeys.pos.cast("string").lpad(_ORDER_WIDTH, "0").concat("|", journeys.channel)
+    )
+    grouped = keyed.group_by("journey_id").agg(
+        _keys=keyed._key.collect(),
+        conversions=keyed.conversions.max(),
+        nulls=keyed.nulls.max(),
+        value=keyed.value.max(),
+    )
+    return grouped.mutate(
+        path=grouped._keys.sort()
+        .map(lambda key: key.substr(_ORDER_WIDTH + 1))
+        .join(STATE_SEPARATOR)
+    ).drop("_keys")
+
+
+def transition_counts(journeys: ibis.Table, order: int = 1) -> ibis.Table:
+    """How many journeys moved from each state to the next: ``(start)`` → states →
+    ``(conversion)`` / ``(drop-off)``, with the value carried into conversion. A state is the
+    last ``order`` channels (Markov order)."""
+    ordered = ibis.window(group_by=journeys.journey_id, order_by=journeys.pos)
+    state = journeys.channel
+    for back in range(1, order):
+        earlier = journeys.channel.lag(back).over(ordered)
+        state = ibis.ifelse(earlier.isnull(), state, earlier.concat(STATE_SEPARATOR, state))
+    rows = journeys.mutate(state=state, weight=journeys.conversions + journeys.nulls)
+    rows = rows.mutate(previous=ibis.coalesce(rows.state.lag().over(ordered), START))
+    steps = rows.select(source=rows.previous, target=rows.state, count=rows.weight, value=0.0)
+    ends = rows.filter(rows.pos == rows.n)
+    converted = ends.select(
+        source=ends.state, target=ibis.literal(CONVERSION), count=ends.conversions, value=ends.value
+    )
+    dropped = ends.select(
+        source=ends.state, target=ibis.literal(DROP_OFF), count=ends.nulls, value=0.0
+    )
+    moves = ibis.union(steps, converted, dropped)
+    moves = moves.filter(moves["count"] > 0)
+    return moves.group_by(["source", "target"]).agg(
+        count=moves["count"].sum(), value=moves.value.sum()
+    )

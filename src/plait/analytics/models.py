@@ -1,0 +1,131 @@
+"""Attribution models: how a conversion's credit is shared among the touches before it.
+
+The rule-based models are weights computed set-wise in the engine over *journey rows* — one
+row per touch of a conversion's path, with ``journey_id``, ``pos`` (1-based), ``n``,
+``channel``, ``age_seconds`` (conversion time minus touch time), ``contact_pos`` and
+``qualified_pos`` (the touches that made the contact and the qualified lead). The Markov and
+Shapley models are solved on aggregates (see ``markov.py`` and ``shapley.py``)."""
+
+from __future__ import annotations
+
+import ibis
+
+from plait.core.errors import InvalidInput
+from plait.core.settings import AnalyticsSettings
+
+RULE_MODELS = (
+    "first_touch",
+    "last_touch",
+    "last_non_direct",
+    "linear",
+    "time_decay",
+    "position_based",
+    "j_shaped",
+    "inverse_j",
+    "w_shaped",
+    "full_path",
+    "custom",
+)
+DATA_DRIVEN_MODELS = ("markov", "shapley")
+MODELS = RULE_MODELS + DATA_DRIVEN_MODELS
+TIMED_MODELS = ("time_decay", "w_shaped", "full_path")
+"""Models that need touch times or milestones, so not available on path data."""
+NO_TOUCH = "(none)"
+"""Where a conversion with no touch in the lookback window goes: credit is never lost."""
+
+
+def check_models(models: list[str] | tuple[str, ...], allowed: tuple[str, ...] = MODELS) -> None:
+    """A clear error for a model name that is not one of ``allowed``."""
+    if not models:
+        raise InvalidInput("choose at least one model", field="model")
+    for model in models:
+        if model not in allowed:
+            raise InvalidInput(
+                f"unknown model {model!r}; choose from {', '.join(allowed)}", field="model"
+            )
+
+
+def credit_columns(models: list[str] | tuple[str, ...]) -> list[str]:
+    """The result columns of a credit table: ``<model>_conversions``, ``<model>_value``."""
+    return [f"{model}_{measure}" for model in models for measure in ("conversions", "value")]
+
+
+def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) -> ibis.Table:
+    """``journeys`` with a ``<model>_weight`` column per rule model; per journey the weights
+    of each model sum to 1."""
+    journey = ibis.window(group_by=journeys.journey_id)
+    first = journeys.pos == 1
+    last = journeys.pos == journeys.n
+    half_life = rules.half_life_days * 86400
+    rows = journeys.mutate(
+        _non_direct_pos=ibis.ifelse(
+            journeys.channel != rules.direct_channel, journeys.pos, ibis.null("int64")
+        )
+        .max()
+        .over(journey),
+        _decay=ibis.literal(0.5) ** (ibis.coalesce(journeys.age_seconds, 0) / half_life),
+        _w_roles=_roles(journeys, first),
+        _path_roles=_roles(journeys, first) + last.cast("int64"),
+    )
+    rows = rows.mutate(
+        _decay_total=rows._decay.sum().over(journey),
+        _w_rest=(rows._w_roles == 0).cast("int64").sum().over(journey),
+        _path_rest=(rows._path_roles == 0).cast("int64").sum().over(journey),
+    )
+    rows = rows.mutate(
+        _w_raw=_role_share(rows._w_roles, rows._w_rest, 0.3, 0.1),
+        _path_raw=_role_share(rows._path_roles, rows._path_rest, 0.225, 0.1),
+    )
+    rows = rows.mutate(
+        _w_total=rows._w_raw.sum().over(journey), _path_total=rows._path_raw.sum().over(journey)
+    )
+    custom = rules.custom_weights
+    weights = {
+        "first_touch": _indicator(first),
+        "last_touch": _indicator(last),
+        "last_non_direct": _indicator(rows.pos == ibis.coalesce(rows._non_direct_pos, rows.n)),
+        "linear": 1.0 / rows.n,
+        "time_decay": rows._decay / rows._decay_total,
+        "position_based": _positional(rows, 0.4, 0.2, 0.4),
+        "j_shaped": _positional(rows, 0.2, 0.2, 0.6),
+        "inverse_j": _positional(rows, 0.6, 0.2, 0.2),
+        "w_shaped": rows._w_raw / rows._w_total,
+        "full_path": rows._path_raw / rows._path_total,
+        "custom": _positional(rows, custom.first, custom.middle, custom.last),
+    }
+    return rows.mutate(**{f"{model}_weight": weights[model] for model in models}).drop(
+        *(column for column in rows.columns if column.startswith("_"))
+    )
+
+
+def _indicator(condition: ibis.BooleanValue) -> ibis.Value:
+    return ibis.ifelse(condition, 1.0, 0.0)
+
+
+def _roles(journeys: ibis.Table, first: ibis.BooleanValue) -> ibis.Value:
+    """How many of the key roles a touch holds: first touch, made the contact, made the
+    qualified lead (a touch can hold several)."""
+    return (
+        first.cast("int64")
+        + ibis.coalesce(journeys.pos == journeys.contact_pos, False).cast("int64")
+        + ibis.coalesce(journeys.pos == journeys.qualified_pos, False).cast("int64")
+    )
+
+
+def _role_share(roles: ibis.Value, rest: ibis.Value, per_role: float, others: float) -> ibis.Value:
+    """Unnormalised share: ``per_role`` for each role held, ``others`` split among the rest."""
+    return ibis.ifelse(roles > 0, roles * per_role, others / rest)
+
+
+def _positional(rows: ibis.Table, first: float, middle: float, last: float) -> ibis.Value:
+    """First/middle/last shares; a two-touch path splits in the ratio of first to last, a
+    one-touch path gives its touch everything."""
+    ends = first + last
+    two_first, two_last = (first / ends, last / ends) if ends > 0 else (0.5, 0.5)
+    return ibis.cases(
+        (rows.n == 1, 1.0),
+        (rows.n == 2, ibis.ifelse(rows.pos == 1, two_first, two_last)),
+        (rows.pos == 1, first),
+        (rows.pos == rows.n, last),
+        else_=middle / (rows.n - 2),
+    )

@@ -1,0 +1,331 @@
+"""The reports analysts ask for, for a period: the channel report (sessions, contacts,
+qualified leads, sales and revenue per channel under a model), attribution under several
+models side by side, top paths, channel transitions and the stage funnel."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import timedelta
+
+import ibis
+import pandas as pd
+from ibis.backends import BaseBackend
+
+from plait.analytics.attribution import data_driven_credit, rule_credit
+from plait.analytics.conversions import KINDS, conversions, milestones
+from plait.analytics.engine import (
+    connect,
+    customer_events,
+    identity_map,
+    lake_events,
+    materialize,
+)
+from plait.analytics.journeys import (
+    CONVERSION,
+    DROP_OFF,
+    START,
+    conversion_journeys,
+    drop_off_journeys,
+    path_strings,
+    transition_counts,
+)
+from plait.analytics.models import (
+    DATA_DRIVEN_MODELS,
+    MODELS,
+    NO_TOUCH,
+    RULE_MODELS,
+    check_models,
+    credit_columns,
+)
+from plait.analytics.period import Period
+from plait.analytics.sessions import is_touch, sessions
+from plait.core.errors import InvalidInput
+from plait.core.settings import Settings
+
+PLURAL = {"contact": "contacts", "qualified": "qualified", "sale": "sales"}
+CHAIN_COLUMNS = ("journey_id", "channel", "pos", "n", "conversions", "nulls", "value")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The expressions every report starts from, for one period."""
+
+    con: BaseBackend
+    settings: Settings
+    period: Period
+    sessions: ibis.Table
+    """Sessions from the start of the lookback window before the period to its end."""
+    first_touches: ibis.Table
+    """Each customer's original channel (their first touch ever)."""
+    conversions: ibis.Table
+    """Every conversion up to the period's end."""
+    milestones: ibis.Table
+
+
+def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -> Inputs:
+    """Sessions and conversions for ``period``, read from the lake through the identity map."""
+    con = con or connect(settings)
+    rules = settings.analytics
+    events = customer_events(lake_events(con, settings), identity_map(con, settings))
+    events = events.filter(events.timestamp < period.end)
+    window_start = period.start - timedelta(days=rules.lookback_days)
+    touches = events.filter(is_touch(events, rules))
+    found = materialize(con, conversions(events, settings))
+    return Inputs(
+        con=con,
+        settings=settings,
+        period=period,
+        sessions=materialize(
+            con, sessions(touches.filter(touches.timestamp >= window_start), rules)
+        ),
+        first_touches=touches.group_by("customer_id").agg(
+            original_channel=ibis.coalesce(touches.channel, "Unassigned").argmin(touches.timestamp)
+        ),
+        conversions=found,
+        milestones=milestones(found),
+    )
+
+
+def channel_report(
+    settings: Settings,
+    period: Period,
+    model: str = "last_touch",
+    *,
+    con: BaseBackend | None = None,
+) -> pd.DataFrame:
+    """Per channel: sessions (by session channel and by the customer's original channel),
+    contacts, qualified leads, sales and revenue credited under ``model``, and conversion
+    rates. Credit sums to the unattributed totals; untouched conversions go to ``(none)``."""
+    check_models([model])
+    source = inputs(settings, period, con)
+    in_period = _in_period(source.sessions, "started_at", period)
+    by_session = source.con.execute(in_period.group_by("channel").agg(sessions=ibis._.count()))
+    originals = in_period.join(source.first_touches, "customer_id")
+    by_original = source.con.execute(
+        originals.group_by(channel=originals.original_channel).agg(
+            sessions_by_original_channel=ibis._.count()
+        )
+    )
+    credited = _credit_by_kind(source, [model])
+    report = by_session.merge(by_original, on="channel", how="outer")
+    for kind in KINDS:
+        part = credited[credited.kind == kind]
+        part = pd.DataFrame(
+            {"channel": part.channel, PLURAL[kind]: part[f"{model}_conversions"]}
+            | ({"revenue": part[f"{model}_value"]} if kind == "sale" else {})
+        )
+        report = report.merge(part, on="channel", how="outer")
+    report = report.fillna(0)
+    report[["sessions", "sessions_by_original_channel"]] = report[
+        ["sessions", "sessions_by_original_channel"]
+    ].astype("int64")
+    report["contact_rate"] = _rate(report.contacts, report.sessions)
+    report["qualified_rate"] = _rate(report.qualified, report.sessions)
+    report["sale_rate"] = _rate(report.sales, report.sessions)
+    columns = [
+        "channel",
+        "sessions",
+        "sessions_by_original_channel",
+        "contacts",
+        "qualified",
+        "sales",
+        "revenue",
+        "contact_rate",
+        "qualified_rate",
+        "sale_rate",
+    ]
+    return _by_sessions(report[columns])
+
+
+def attribution(
+    settings: Settings,
+    period: Period,
+    models: list[str] | tuple[str, ...] = MODELS,
+    kind: str = "sale",
+    *,
+    con: BaseBackend | None = None,
+) -> pd.DataFrame:
+    """Conversions of ``kind`` in the period credited per channel under each model:
+    ``channel`` and ``<model>_conversions`` / ``<model>_value`` columns."""
+    check_models(list(models))
+    _check_kind(kind)
+    source = inputs(settings, period, con)
+    credited = _credit_by_kind(source, list(models), kinds=[kind])
+    return (
+        credited.drop(columns="kind")
+        .sort_values("channel", ignore_index=True)
+        .reindex(columns=["channel", *credit_columns(models)])
+    )
+
+
+def paths(
+    settings: Settings,
+    period: Period,
+    kind: str = "sale",
+    *,
+    outcome: str = "conversion",
+    limit: int = 20,
+    con: BaseBackend | None = None,
+) -> pd.DataFrame:
+    """The most common channel paths before a conversion of ``kind`` (``outcome=
+    "conversion"``) or of customers who dropped off (``"drop-off"``): ``path``,
+    ``journeys``, ``share``, ``conversions``, ``value``."""
+    _check_kind(kind)
+    if outcome not in ("conversion", "drop-off"):
+        raise InvalidInput("outcome must be 'conversion' or 'drop-off'", field="outcome")
+    if limit < 1:
+        raise InvalidInput("limit must be at least 1", field="limit")
+    source = inputs(settings, period, con)
+    journeys = _converting(source, kind) if outcome == "conversion" else _drop_offs(source, kind)
+    strings = path_strings(journeys.select(*CHAIN_COLUMNS))
+    grouped = strings.group_by("path").agg(
+        journeys=ibis._.count(), conversions=ibis._.conversions.sum(), value=ibis._.value.sum()
+    )
+    grouped = grouped.mutate(share=grouped.journeys / grouped.journeys.sum().over())
+    top = grouped.order_by([ibis.desc("journeys"), "path"]).limit(limit)
+    return source.con.execute(top)[["path", "journeys", "share", "conversions", "value"]]
+
+
+def transitions(
+    settings: Settings, period: Period, kind: str = "sale", *, con: BaseBackend | None = None
+) -> pd.DataFrame:
+    """The channel transition matrix for journeys towards ``kind``: ``source`` → ``target``
+    (``(start)``, channels, ``(conversion)``, ``(drop-off)``) with ``count`` and the
+    ``probability`` of the move among all moves out of ``source``."""
+    _check_kind(kind)
+    source = inputs(settings, period, con)
+    chain = _chain(source, kind)
+    moves = transition_counts(chain.filter(chain.channel != NO_TOUCH), 1)
+    moves = moves.mutate(
+        probability=moves["count"] / moves["count"].sum().over(group_by=moves.source)
+    )
+    table = source.con.execute(moves)
+    order = {START: 0, CONVERSION: 2, DROP_OFF: 3}
+    table["_order"] = table.source.map(lambda state: order.get(state, 1))
+    table = table.sort_values(["_order", "source", "count"], ascending=[True, True, False])
+    return table.drop(columns=["_order", "value"]).reset_index(drop=True)
+
+
+def funnel(settings: Settings, period: Period, *, con: BaseBackend | None = None) -> pd.DataFrame:
+    """The stage funnel of customers whose first touch ever fell in the period, per starting
+    channel: how many reached session → contact → qualified → sale by the period's end
+    (reaching a later stage counts as passing the earlier ones), with drop-off per step."""
+    source = inputs(settings, period, con)
+    firsts = source.sessions.mutate(
+        _rank=ibis.row_number().over(
+            group_by=source.sessions.customer_id,
+            order_by=[source.sessions.started_at, source.sessions.seq],
+        )
+    )
+    firsts = firsts.filter(firsts._rank == 0)
+    newcomers = _in_period(firsts, "started_at", period).select("customer_id", "channel")
+    done = source.conversions.group_by("customer_id").agg(
+        **{f"_{kind}": (source.conversions.kind == kind).max() for kind in KINDS}
+    )
+    joined = newcomers.left_join(done, "customer_id")
+    sale = ibis.coalesce(joined._sale, False)
+    qualified = sale | ibis.coalesce(joined._qualified, False)
+    contact = qualified | ibis.coalesce(joined._contact, False)
+    table = source.con.execute(
+        joined.group_by("channel").agg(
+            sessions=ibis._.count(),
+            contacts=contact.cast("int64").sum(),
+            qualified=qualified.cast("int64").sum(),
+            sales=sale.cast("int64").sum(),
+        )
+    )
+    for before, after in itertools.pairwise(("sessions", "contacts", "qualified", "sales")):
+        table[f"{before}_to_{after}_drop_off"] = table[before] - table[after]
+    table["sale_rate"] = _rate(table.sales, table.sessions)
+    return _by_sessions(table)
+
+
+def _credit_by_kind(
+    source: Inputs, models: list[str], kinds: list[str] | tuple[str, ...] = KINDS
+) -> pd.DataFrame:
+    """Credit per (kind, channel) for each model, as ``<model>_conversions``/``_value``."""
+    rules = source.settings.analytics
+    journeys = conversion_journeys(
+        _in_period(source.conversions, "converted_at", source.period).filter(
+            ibis._.kind.isin(list(kinds))
+        ),
+        source.sessions,
+        source.milestones,
+        lookback_days=rules.lookback_days,
+        collapse_repeats=rules.collapse_repeats,
+    )
+    rule_models = [m for m in models if m in RULE_MODELS]
+    frames = []
+    if rule_models:
+        frames.append(rule_credit(source.con, journeys, rule_models, rules, ["kind", "channel"]))
+    for model in (m for m in models if m in DATA_DRIVEN_MODELS):
+        per_kind = []
+        for kind in kinds:
+            converting = journeys.filter(journeys.kind == kind)
+            shared = data_driven_credit(
+                source.con, model, converting, _chain(source, kind, converting), rules
+            )
+            per_kind.append(shared.assign(kind=kind))
+        frames.append(
+            pd.concat(per_kind, ignore_index=True).rename(
+                columns={"conversions": f"{model}_conversions", "value": f"{model}_value"}
+            )
+        )
+    credited = frames[0]
+    for frame in frames[1:]:
+        credited = credited.merge(frame, on=["kind", "channel"], how="outer")
+    columns = credit_columns(models)
+    credited[columns] = credited[columns].fillna(0.0).astype("float64")
+    return credited
+
+
+def _converting(source: Inputs, kind: str) -> ibis.Table:
+    rules = source.settings.analytics
+    targets = _in_period(source.conversions, "converted_at", source.period)
+    return conversion_journeys(
+        targets.filter(targets.kind == kind),
+        source.sessions,
+        source.milestones,
+        lookback_days=rules.lookback_days,
+        collapse_repeats=rules.collapse_repeats,
+    )
+
+
+def _drop_offs(source: Inputs, kind: str) -> ibis.Table:
+    return drop_off_journeys(
+        source.sessions,
+        source.conversions,
+        source.milestones,
+        kind=kind,
+        start=source.period.start,
+        end=source.period.end,
+        collapse_repeats=source.settings.analytics.collapse_repeats,
+    )
+
+
+def _chain(source: Inputs, kind: str, converting: ibis.Table | None = None) -> ibis.Table:
+    """Converting and drop-off journeys towards ``kind``, the input of a Markov chain."""
+    converting = _converting(source, kind) if converting is None else converting
+    return ibis.union(
+        converting.select(*CHAIN_COLUMNS), _drop_offs(source, kind).select(*CHAIN_COLUMNS)
+    )
+
+
+def _in_period(table: ibis.Table, column: str, period: Period) -> ibis.Table:
+    return table.filter(table[column] >= period.start, table[column] < period.end)
+
+
+def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
+    return (numerator / denominator.where(denominator > 0)).fillna(0.0)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise InvalidInput(
+            f"unknown conversion {kind!r}; choose from {', '.join(KINDS)}", field="kind"
+        )
+
+
+def _by_sessions(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values(["sessions", "channel"], ascending=[False, True], ignore_index=True)
