@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from plait import __version__
+from plait.analytics.cli import report_app
 from plait.collect.cli import events_app, import_command, lake_app, sources_app
 from plait.core.cli import db_app, tokens_app
 from plait.core.console import errors
@@ -31,6 +32,7 @@ app.add_typer(events_app, name="events")
 app.add_typer(lake_app, name="lake")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(identity_app, name="identity")
+app.add_typer(report_app, name="report")
 identity_app.command("resolve")(resolve_command)
 app.command("import")(import_command)
 app.command("demo")(demo_command)

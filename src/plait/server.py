@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from plait import __version__
+from plait.analytics.api import analytics_api
 from plait.collect.api import management, tracking
 from plait.collect.group_commit import GroupCommitter
 from plait.collect.ingest import rules_from_settings
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(management)
     app.include_router(profiles_api)
     app.include_router(identity_api)
+    app.include_router(analytics_api)
     _install_error_handlers(app)
 
     @app.get("/health", tags=["meta"])

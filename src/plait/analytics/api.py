@@ -1,0 +1,120 @@
+"""HTTP: the channel report, attribution, paths, transitions and funnel
+(``/api/analytics/...``; marketers and admins)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from plait.analytics.engine import connect
+from plait.analytics.models import MODELS
+from plait.analytics.period import Period, period
+from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions
+from plait.core.auth import Principal, require
+
+analytics_api = APIRouter(prefix="/api/analytics", tags=["analytics"])
+
+Reader = Annotated[Principal, Depends(require("analytics:read"))]
+First = Annotated[str, Query(alias="from", description="first day, YYYY-MM-DD")]
+Last = Annotated[str, Query(alias="to", description="last day (inclusive), YYYY-MM-DD")]
+Tz = Annotated[str, Query(description="time zone the days are in")]
+
+
+@analytics_api.get("/channels")
+async def get_channels(
+    request: Request,
+    _reader: Reader,
+    first: First,
+    last: Last,
+    model: str = "last_touch",
+    tz: Tz = "UTC",
+) -> dict[str, Any]:
+    """Sessions, contacts, qualified, sales and revenue per channel under ``model``."""
+    span = period(first, last, tz)
+    table = await _run(request, channel_report, span, model)
+    totals = table.drop(columns=["channel"]).sum(numeric_only=True)
+    for rate, numerator in (
+        ("contact_rate", "contacts"),
+        ("qualified_rate", "qualified"),
+        ("sale_rate", "sales"),
+    ):
+        totals[rate] = totals[numerator] / totals["sessions"] if totals["sessions"] else 0.0
+    return _body(span, table, model=model, totals=totals.to_dict())
+
+
+@analytics_api.get("/attribution")
+async def get_attribution(
+    request: Request,
+    _reader: Reader,
+    first: First,
+    last: Last,
+    models: Annotated[list[str] | None, Query(alias="model")] = None,
+    kind: str = "sale",
+    tz: Tz = "UTC",
+) -> dict[str, Any]:
+    """One kind of conversion credited per channel under several models (all by default)."""
+    span = period(first, last, tz)
+    chosen = models or list(MODELS)
+    table = await _run(request, attribution, span, chosen, kind)
+    return _body(span, table, models=chosen, kind=kind)
+
+
+@analytics_api.get("/paths")
+async def get_paths(
+    request: Request,
+    _reader: Reader,
+    first: First,
+    last: Last,
+    kind: str = "sale",
+    outcome: str = "conversion",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    tz: Tz = "UTC",
+) -> dict[str, Any]:
+    """The most common paths before a conversion or a drop-off."""
+    span = period(first, last, tz)
+    table = await _run(request, paths, span, kind, outcome=outcome, limit=limit)
+    return _body(span, table, kind=kind, outcome=outcome)
+
+
+@analytics_api.get("/transitions")
+async def get_transitions(
+    request: Request, _reader: Reader, first: First, last: Last, kind: str = "sale", tz: Tz = "UTC"
+) -> dict[str, Any]:
+    """Moves between channels, from the start to conversion or drop-off, with probabilities."""
+    span = period(first, last, tz)
+    table = await _run(request, transitions, span, kind)
+    return _body(span, table, kind=kind)
+
+
+@analytics_api.get("/funnel")
+async def get_funnel(
+    request: Request, _reader: Reader, first: First, last: Last, tz: Tz = "UTC"
+) -> dict[str, Any]:
+    """Session → contact → qualified → sale per starting channel."""
+    span = period(first, last, tz)
+    table = await _run(request, funnel, span)
+    return _body(span, table)
+
+
+async def _run(
+    request: Request, report: Any, span: Period, *args: Any, **kwargs: Any
+) -> pd.DataFrame:
+    settings = request.app.state.settings
+
+    def compute() -> pd.DataFrame:
+        return report(settings, span, *args, con=connect(settings), **kwargs)
+
+    return await run_in_threadpool(compute)
+
+
+def _body(span: Period, table: pd.DataFrame, **extra: Any) -> dict[str, Any]:
+    return {
+        "from": span.first.isoformat(),
+        "to": span.last.isoformat(),
+        "tz": span.tz,
+        **extra,
+        "rows": table.to_dict(orient="records"),
+    }
