@@ -69,6 +69,7 @@ def spark_session(settings: Settings) -> SparkSession:
         SparkSession.builder.master(settings.analytics.spark_master)
         .appName("plait")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", "8")
         .getOrCreate()
@@ -79,8 +80,11 @@ def spark_session(settings: Settings) -> SparkSession:
 
 def materialize(con: BaseBackend, obj: ibis.Table | pd.DataFrame) -> ibis.Table:
     """Compute ``obj`` once into a temporary table of ``con``, for inputs read several times."""
-    table = con.create_table(f"plait_{uuid7().hex}", obj, temp=True)
-    return table if con.name == "duckdb" else table.cache()
+    name = f"plait_{uuid7().hex}"
+    if con.name == "duckdb":
+        return con.create_table(name, obj, temp=True)
+    table = obj if isinstance(obj, ibis.Table) else ibis.memtable(obj)
+    return con.create_view(name, table, overwrite=True).cache()
 
 
 def lake_events(con: BaseBackend, settings: Settings) -> ibis.Table:

@@ -52,7 +52,8 @@ def credit_columns(models: list[str] | tuple[str, ...]) -> list[str]:
 
 def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) -> ibis.Table:
     """``journeys`` with a ``<model>_weight`` column per rule model; per journey the weights
-    of each model sum to 1."""
+    of each model sum to 1. Divisions are by floats: Spark reads ``1.0`` as a decimal and
+    would round the quotient to six places."""
     journey = ibis.window(group_by=journeys.journey_id)
     first = journeys.pos == 1
     last = journeys.pos == journeys.n
@@ -69,8 +70,8 @@ def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) ->
     )
     rows = rows.mutate(
         _decay_total=rows._decay.sum().over(journey),
-        _w_rest=(rows._w_roles == 0).cast("int64").sum().over(journey),
-        _path_rest=(rows._path_roles == 0).cast("int64").sum().over(journey),
+        _w_rest=(rows._w_roles == 0).cast("float64").sum().over(journey),
+        _path_rest=(rows._path_roles == 0).cast("float64").sum().over(journey),
     )
     rows = rows.mutate(
         _w_raw=_role_share(rows._w_roles, rows._w_rest, 0.3, 0.1),
@@ -84,7 +85,7 @@ def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) ->
         "first_touch": _indicator(first),
         "last_touch": _indicator(last),
         "last_non_direct": _indicator(rows.pos == ibis.coalesce(rows._non_direct_pos, rows.n)),
-        "linear": 1.0 / rows.n,
+        "linear": 1 / rows.n.cast("float64"),
         "time_decay": rows._decay / rows._decay_total,
         "position_based": _positional(rows, 0.4, 0.2, 0.4),
         "j_shaped": _positional(rows, 0.2, 0.2, 0.6),
@@ -127,5 +128,5 @@ def _positional(rows: ibis.Table, first: float, middle: float, last: float) -> i
         (rows.n == 2, ibis.ifelse(rows.pos == 1, two_first, two_last)),
         (rows.pos == 1, first),
         (rows.pos == rows.n, last),
-        else_=middle / (rows.n - 2),
+        else_=middle / (rows.n.cast("float64") - 2),
     )
