@@ -8,7 +8,7 @@ import ibis
 import pandas as pd
 from ibis.backends import BaseBackend
 
-from plait.analytics.journeys import transition_counts
+from plait.analytics.journeys import array_transitions, exploded, transition_counts
 from plait.analytics.markov import markov_credit
 from plait.analytics.models import DATA_DRIVEN_MODELS, NO_TOUCH, credit
 from plait.analytics.shapley import MAX_CHANNELS, shapley_credit
@@ -41,52 +41,87 @@ def data_driven_credit(
     rules: AnalyticsSettings,
 ) -> pd.DataFrame:
     """Per channel ``conversions`` and ``value`` under ``markov`` or ``shapley``.
-    ``converting`` holds the conversions' journeys, ``chain`` those plus the drop-offs';
-    conversions with no touch go to ``(none)``."""
+    ``converting`` holds the conversions' journey rows, ``chain`` those plus the
+    drop-offs'; conversions with no touch go to ``(none)``."""
     assert model in DATA_DRIVEN_MODELS
+    firsts = converting.filter(converting.pos == 1)
     totals = con.execute(
-        converting.filter(converting.pos == 1)
-        .group_by(untouched=converting.channel == NO_TOUCH)
-        .agg(conversions=converting.conversions.sum(), value=converting.value.sum())
+        firsts.group_by(untouched=firsts.channel == NO_TOUCH).agg(
+            conversions=firsts.conversions.sum(), value=firsts.value.sum()
+        )
     )
     touched = totals[~totals.untouched.astype(bool)]
-    untouched = totals[totals.untouched.astype(bool)]
-    conversions = float(touched.conversions.sum())
-    value = float(touched.value.sum())
     if model == "markov":
-        paths = chain.filter(chain.channel != NO_TOUCH)
+        moves = transition_counts(chain.filter(chain.channel != NO_TOUCH), rules.markov_order)
         shared = markov_credit(
-            con.execute(transition_counts(paths, rules.markov_order)), conversions, value
+            con.execute(moves), float(touched.conversions.sum()), float(touched.value.sum())
         )
     else:
-        shared = _shapley(con, converting.filter(converting.channel != NO_TOUCH))
-    if not untouched.empty:
-        none = pd.DataFrame(
-            {
-                "channel": [NO_TOUCH],
-                "conversions": [float(untouched.conversions.sum())],
-                "value": [float(untouched.value.sum())],
-            }
+        touches = converting.filter(converting.channel != NO_TOUCH)
+        members = touches.group_by(["journey_id", "channel"]).agg(
+            conversions=touches.conversions.max(), value=touches.value.max()
         )
-        shared = pd.concat([shared, none], ignore_index=True)
-    return shared
+        shared = _shapley(
+            con, members.select("journey_id", "conversions", "value", channels=members.channel)
+        )
+    untouched = totals[totals.untouched.astype(bool)]
+    if untouched.empty:
+        return shared
+    none = pd.DataFrame(
+        {
+            "channel": [NO_TOUCH],
+            "conversions": [float(untouched.conversions.sum())],
+            "value": [float(untouched.value.sum())],
+        }
+    )
+    return pd.concat([shared, none], ignore_index=True)
 
 
-def _shapley(con: BaseBackend, converting: ibis.Table) -> pd.DataFrame:
-    members = converting.group_by(["journey_id", "channel"]).agg(
-        conversions=converting.conversions.max(), value=converting.value.max()
+def path_data_credit(
+    con: BaseBackend, model: str, arrays: ibis.Table, rules: AnalyticsSettings
+) -> pd.DataFrame:
+    """``data_driven_credit`` for path arrays (``journeys.path_arrays``), without
+    exploding them where the model allows."""
+    converting = arrays.filter(arrays.conversions > 0)
+    if model == "shapley":
+        return _shapley(con, converting)
+    if rules.markov_order == 1 and not rules.collapse_repeats:
+        moves = array_transitions(arrays)
+    else:
+        moves = transition_counts(exploded(arrays, rules.collapse_repeats), rules.markov_order)
+    totals = con.execute(
+        converting.aggregate(conversions=converting.conversions.sum(), value=converting.value.sum())
     )
-    channels = sorted(con.execute(members.select("channel").distinct()).channel.tolist())
-    if len(channels) > MAX_CHANNELS:
-        return shapley_credit(pd.DataFrame(), channels)  # a clear error: too many channels
-    bits = ibis.memtable(
-        pd.DataFrame({"bit_channel": channels, "bit": [1 << i for i in range(len(channels))]})
+    return markov_credit(
+        con.execute(moves),
+        float(totals.conversions.fillna(0).iloc[0]),
+        float(totals.value.fillna(0).iloc[0]),
     )
-    keyed = members.join(bits, members.channel == bits.bit_channel)
-    journeys = keyed.group_by("journey_id").agg(
-        mask=keyed.bit.sum(), conversions=keyed.conversions.max(), value=keyed.value.max()
-    )
-    coalitions = journeys.group_by("mask").agg(
-        conversions=journeys.conversions.sum(), value=journeys.value.sum()
+
+
+def _shapley(con: BaseBackend, journeys: ibis.Table) -> pd.DataFrame:
+    """Shapley credit from converting journeys given as ``channels`` (an array, or one
+    channel per row with ``journey_id``), ``conversions`` and ``value``."""
+    rowwise = not journeys.channels.type().is_array()
+    if rowwise:
+        channel_values = journeys.select(channel=journeys.channels)
+    else:
+        channel_values = journeys.select(channel=journeys.channels.unnest())
+    channels = sorted(con.execute(channel_values.distinct()).channel.tolist())
+    if not channels or len(channels) > MAX_CHANNELS:
+        return shapley_credit(pd.DataFrame(), channels)  # nothing to share, or a clear error
+
+    def bit(channel: ibis.StringValue) -> ibis.IntegerValue:
+        return ibis.cases(*((channel == name, 1 << i) for i, name in enumerate(channels)))
+
+    if rowwise:
+        keyed = journeys.mutate(bit=bit(journeys.channels))
+        masks = keyed.group_by("journey_id").agg(
+            mask=keyed.bit.sum(), conversions=keyed.conversions.max(), value=keyed.value.max()
+        )
+    else:
+        masks = journeys.mutate(mask=journeys.channels.unique().map(bit).sums())
+    coalitions = masks.group_by("mask").agg(
+        conversions=masks.conversions.sum(), value=masks.value.sum()
     )
     return shapley_credit(con.execute(coalitions), channels)

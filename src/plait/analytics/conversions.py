@@ -14,14 +14,8 @@ def conversions(events: ibis.Table, settings: Settings) -> ibis.Table:
     """One row per conversion: ``customer_id``, ``conversion_id``, ``kind``,
     ``converted_at``, ``seq``, ``value``. Contact and qualified count once per customer
     (the first ever); every sale counts."""
-    rules = settings.analytics
-    contact = events.event.isin(rules.contact_events)
-    if rules.contact_on_identify:
-        contact |= (events.type == "identify") & events.contactable
-    qualified = events.event.isin(settings.profiles.qualified_events) | events.lifecycle_stage.isin(
-        [stage.lower() for stage in rules.qualified_stages]
-    )
-    sales = events.filter(events.event.isin(settings.profiles.order_events))
+    contact, qualified, sale = _predicates(events, settings)
+    sales = events.filter(sale)
     return ibis.union(
         _first(events.filter(contact), "contact"),
         _first(events.filter(qualified), "qualified"),
@@ -36,6 +30,26 @@ def conversions(events: ibis.Table, settings: Settings) -> ibis.Table:
     )
 
 
+def is_conversion(events: ibis.Table, settings: Settings) -> ibis.BooleanValue:
+    """Whether an event is a contact, a qualification or a sale."""
+    contact, qualified, sale = _predicates(events, settings)
+    return contact | qualified | sale
+
+
+def _predicates(
+    events: ibis.Table, settings: Settings
+) -> tuple[ibis.BooleanValue, ibis.BooleanValue, ibis.BooleanValue]:
+    rules = settings.analytics
+    contact = events.event.isin(rules.contact_events)
+    if rules.contact_on_identify:
+        contact |= (events.type == "identify") & events.contactable
+    stages = [stage.lower() for stage in rules.qualified_stages]
+    qualified = events.event.isin(settings.profiles.qualified_events) | ibis.coalesce(
+        events.lifecycle_stage.isin(stages), False
+    )
+    return contact, qualified, events.event.isin(settings.profiles.order_events)
+
+
 def milestones(conversions: ibis.Table) -> ibis.Table:
     """Per customer, when they first made contact and first qualified (null if never)."""
     firsts = conversions.filter(conversions.kind != "sale")
@@ -46,14 +60,15 @@ def milestones(conversions: ibis.Table) -> ibis.Table:
 
 
 def _first(events: ibis.Table, kind: str) -> ibis.Table:
-    window = ibis.window(group_by=events.customer_id, order_by=[events.timestamp, events.seq])
-    ranked = events.mutate(rank=ibis.row_number().over(window))
-    first = ranked.filter(ranked.rank == 0)
+    """Each customer's first such event (an aggregate, not a window: no sort needed)."""
+    first = events.group_by("customer_id").agg(
+        converted_at=events.timestamp.min(), seq=events.seq.argmin(events.timestamp)
+    )
     return first.select(
         "customer_id",
         conversion_id=first.customer_id.concat(f":{kind}"),
         kind=ibis.literal(kind),
-        converted_at=first.timestamp,
+        converted_at=first.converted_at,
         seq=first.seq,
         value=ibis.literal(0.0),
     )

@@ -13,6 +13,7 @@ from plait.analytics.models import NO_TOUCH
 START, CONVERSION, DROP_OFF = "(start)", "(conversion)", "(drop-off)"
 STATE_SEPARATOR = " > "
 _ORDER_WIDTH = 6
+_PAIR = "\x1f"
 
 
 def conversion_journeys(
@@ -110,7 +111,7 @@ def drop_off_journeys(
     return number(rows, [rows.touch_at, rows.touch_seq], collapse_repeats)
 
 
-def path_journeys(
+def path_arrays(
     paths: ibis.Table,
     *,
     path: str,
@@ -118,27 +119,73 @@ def path_journeys(
     value: str | None,
     nulls: str | None,
     separator: str,
-    collapse_repeats: bool,
 ) -> ibis.Table:
-    """Journey rows from aggregated path data (one row per path with its conversions,
-    value and non-converting count; channels separated by ``separator``, trimmed)."""
+    """Aggregated path data (one row per path with its conversions, value and
+    non-converting count) as ``journey_id``, ``channels`` (an array, trimmed, empty steps
+    dropped), ``conversions``, ``nulls``, ``value``."""
     numbered = paths.mutate(journey_id=ibis.row_number().cast("string"))
-    exploded = numbered.mutate(channel=numbered[path].split(separator)).unnest(
-        "channel", offset="step"
+    channels = (
+        numbered[path].split(separator).map(lambda step: step.strip()).filter(lambda c: c != "")
     )
-    rows = exploded.select(
-        journey_id=exploded.journey_id,
-        conversions=exploded[conversions].cast("float64"),
-        nulls=(exploded[nulls] if nulls else ibis.literal(0)).cast("float64"),
-        value=(exploded[value] if value else ibis.literal(0)).cast("float64"),
-        channel=exploded.channel.strip(),
-        step=exploded.step,
+    arrays = numbered.select(
+        journey_id=numbered.journey_id,
+        channels=channels,
+        conversions=numbered[conversions].cast("float64"),
+        nulls=(numbered[nulls] if nulls else ibis.literal(0)).cast("float64"),
+        value=(numbered[value] if value else ibis.literal(0)).cast("float64"),
+    )
+    return arrays.filter(arrays.channels.length() > 0)
+
+
+def exploded(arrays: ibis.Table, collapse_repeats: bool) -> ibis.Table:
+    """Journey rows from path arrays; positions come from the array, so no window is
+    needed unless repeats are collapsed."""
+    rows = arrays.mutate(n=arrays.channels.length().cast("int64")).unnest("channels", offset="step")
+    rows = rows.select(
+        journey_id=rows.journey_id,
+        conversions=rows.conversions,
+        nulls=rows.nulls,
+        value=rows.value,
+        channel=rows.channels,
+        step=rows.step,
+        pos=(rows.step + 1).cast("int64"),
+        n=rows.n,
         age_seconds=ibis.null("float64"),
         contact_pos=ibis.null("int64"),
         qualified_pos=ibis.null("int64"),
     )
-    rows = rows.filter(rows.channel != "")
-    return number(rows, [rows.step], collapse_repeats)
+    if collapse_repeats:
+        rows = rows.drop("pos", "n")
+        return number(rows, [rows.step], True)
+    return rows
+
+
+def array_transitions(arrays: ibis.Table) -> ibis.Table:
+    """First-order transition counts (as ``transition_counts``) straight from path arrays:
+    each adjacent pair becomes one text key, grouped without sorting, split afterwards."""
+    channels, weight = arrays.channels, arrays.conversions + arrays.nulls
+    last = channels[channels.length() - 1]
+    keys = ibis.range(0, channels.length() - 1).map(
+        lambda i: channels[i].concat(_PAIR, channels[i + 1])
+    )
+    pairs = arrays.select(key=keys, weight=weight).unnest("key")
+    counted = pairs.group_by("key").agg(count=pairs.weight.sum())
+    parts = counted.key.split(_PAIR)
+    moves = ibis.union(
+        counted.select(source=parts[0], target=parts[1], count=counted["count"], value=0.0),
+        arrays.select(source=ibis.literal(START), target=channels[0], count=weight, value=0.0),
+        arrays.select(
+            source=last,
+            target=ibis.literal(CONVERSION),
+            count=arrays.conversions,
+            value=arrays.value,
+        ),
+        arrays.select(source=last, target=ibis.literal(DROP_OFF), count=arrays.nulls, value=0.0),
+    )
+    moves = moves.filter(moves["count"] > 0)
+    return moves.group_by(["source", "target"]).agg(
+        count=moves["count"].sum(), value=moves.value.sum()
+    )
 
 
 def number(rows: ibis.Table, order_by: list[ibis.Value], collapse_repeats: bool) -> ibis.Table:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 from ibis.backends import BaseBackend
 
-from plait.analytics.attribution import data_driven_credit, rule_credit
+from plait.analytics.attribution import path_data_credit, rule_credit
 from plait.analytics.engine import connect, materialize
-from plait.analytics.journeys import path_journeys
+from plait.analytics.journeys import exploded, path_arrays
 from plait.analytics.models import (
     DATA_DRIVEN_MODELS,
     MODELS,
@@ -54,24 +54,26 @@ def attribute_paths(
     )
     data = df[[c for c in (path, conversions, value, nulls) if c]].copy()
     data[path] = data[path].astype("string")
-    journeys = path_journeys(
-        materialize(con, data),
-        path=path,
-        conversions=conversions,
-        value=value,
-        nulls=nulls,
-        separator=sep,
-        collapse_repeats=collapse_repeats,
+    arrays = materialize(
+        con,
+        path_arrays(
+            materialize(con, data),
+            path=path,
+            conversions=conversions,
+            value=value,
+            nulls=nulls,
+            separator=sep,
+        ),
     )
-    journeys = materialize(con, journeys)
-    converting = journeys.filter(journeys.conversions > 0)
     rule_models = [m for m in models if m not in DATA_DRIVEN_MODELS]
-    result = pd.DataFrame({"channel": con.execute(journeys.select("channel").distinct()).channel})
+    channels = arrays.select(channel=arrays.channels.unnest()).distinct()
+    result = pd.DataFrame({"channel": con.execute(channels).channel})
     if rule_models:
+        converting = exploded(arrays.filter(arrays.conversions > 0), collapse_repeats)
         credited = rule_credit(con, converting, rule_models, rules, ["channel"])
         result = result.merge(credited, on="channel", how="left")
     for model in (m for m in models if m in DATA_DRIVEN_MODELS):
-        shared = data_driven_credit(con, model, converting, journeys, rules).rename(
+        shared = path_data_credit(con, model, arrays, rules).rename(
             columns={"conversions": f"{model}_conversions", "value": f"{model}_value"}
         )
         result = result.merge(shared, on="channel", how="left")

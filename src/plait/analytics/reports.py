@@ -13,7 +13,7 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from plait.analytics.attribution import data_driven_credit, rule_credit
-from plait.analytics.conversions import KINDS, conversions, milestones
+from plait.analytics.conversions import KINDS, conversions, is_conversion, milestones
 from plait.analytics.engine import (
     connect,
     customer_events,
@@ -68,10 +68,16 @@ def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -
     con = con or connect(settings)
     rules = settings.analytics
     events = customer_events(lake_events(con, settings), identity_map(con, settings))
-    events = events.filter(events.timestamp < period.end)
+    touch = is_touch(events, rules)
+    relevant = materialize(
+        con,
+        events.filter(
+            events.timestamp < period.end, touch | is_conversion(events, settings)
+        ).mutate(touch=touch),
+    )
     window_start = period.start - timedelta(days=rules.lookback_days)
-    touches = events.filter(is_touch(events, rules))
-    found = materialize(con, conversions(events, settings))
+    touches = relevant.filter(relevant.touch)
+    found = materialize(con, conversions(relevant, settings))
     return Inputs(
         con=con,
         settings=settings,
