@@ -1,5 +1,5 @@
 """The channel report, paths, transitions and funnel on the hand-worked world of
-``conftest.py``; through the Python API, HTTP and the CLI, on SQLite and PostgreSQL."""
+``analytics_world.py``; through the Python API, HTTP and the CLI, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,11 +8,18 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
+from analytics_world import build_world
 
 from plait.analytics import MODELS, attribution, channel_report, funnel, paths, period, transitions
 from plait.core.settings import Settings
 
-MARCH = period("2026-03-01", "2026-03-06")  # the period of the world in conftest.py
+MARCH = period("2026-03-01", "2026-03-06")  # the period of the world in analytics_world.py
+
+
+@pytest.fixture
+def world(send_events, engine: sa.Engine, settings: Settings) -> Settings:
+    return build_world(send_events, engine, settings)
 
 
 def by_channel(table: pd.DataFrame) -> dict[str, dict[str, Any]]:

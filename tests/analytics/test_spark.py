@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
+from analytics_world import build_world
 from pandas.testing import assert_frame_equal
 
 from plait.analytics import (
@@ -24,7 +26,12 @@ from plait.analytics import (
 from plait.analytics.engine import spark_session
 from plait.core.settings import Settings
 
-MARCH = period("2026-03-01", "2026-03-06")  # the period of the world in conftest.py
+MARCH = period("2026-03-01", "2026-03-06")  # the period of the world in analytics_world.py
+
+
+@pytest.fixture
+def world(send_events, engine: sa.Engine, settings: Settings) -> Settings:
+    return build_world(send_events, engine, settings)
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,6 @@ def customer_events(events: ibis.Table, identities: ibis.Table) -> ibis.Table:
         customer_id=ibis.coalesce(
             joined.customer_id,
             joined.identity_kind.concat(":", joined.identity_value),
-            ibis.literal("event:").concat(joined.id),
+            ibis.literal("event:").concat(joined.seq.cast("string")),
         )
     ).drop("map_kind", "map_value", "identity_kind", "identity_value")

@@ -39,7 +39,7 @@ from plait.analytics.models import (
     credit_columns,
 )
 from plait.analytics.period import Period
-from plait.analytics.sessions import is_touch, sessions
+from plait.analytics.sessions import is_touch, sessions, touch_rows
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
 
@@ -67,17 +67,16 @@ def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -
     """Sessions and conversions for ``period``, read from the lake through the identity map."""
     con = con or connect(settings)
     rules = settings.analytics
-    events = customer_events(lake_events(con, settings), identity_map(con, settings))
-    touch = is_touch(events, rules)
-    relevant = materialize(
-        con,
-        events.filter(
-            events.timestamp < period.end, touch | is_conversion(events, settings)
-        ).mutate(touch=touch),
+    lake = lake_events(con, settings)
+    lake = lake.filter(lake.timestamp < period.end)
+    identities = identity_map(con, settings)
+    # Filter before the identity join, so only touches and conversions are joined.
+    touches = materialize(
+        con, touch_rows(customer_events(lake.filter(is_touch(lake, rules)), identities), rules)
     )
+    converting = customer_events(lake.filter(is_conversion(lake, settings)), identities)
+    found = materialize(con, conversions(converting, settings))
     window_start = period.start - timedelta(days=rules.lookback_days)
-    touches = relevant.filter(relevant.touch)
-    found = materialize(con, conversions(relevant, settings))
     return Inputs(
         con=con,
         settings=settings,
@@ -86,7 +85,7 @@ def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -
             con, sessions(touches.filter(touches.timestamp >= window_start), rules)
         ),
         first_touches=touches.group_by("customer_id").agg(
-            original_channel=ibis.coalesce(touches.channel, "Unassigned").argmin(touches.timestamp)
+            original_channel=touches.channel.argmin(touches.timestamp)
         ),
         conversions=found,
         milestones=milestones(found),

@@ -20,19 +20,32 @@ def is_touch(events: ibis.Table, rules: AnalyticsSettings) -> ibis.BooleanValue:
     )
 
 
-def sessions(events: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
-    """One row per session: ``customer_id``, ``started_at``, ``seq``, ``channel``, ``campaign``.
+def touch_rows(events: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
+    """The touches among ``events``, narrowed to what sessions need: ``customer_id``,
+    ``timestamp``, ``seq``, ``channel``, ``campaign`` and ``web`` (a page or screen view)."""
+    on_touch_channel = ibis.coalesce(events.channel.isin(rules.touch_channels), False)
+    touches = events.filter(is_touch(events, rules))  # a no-op when already filtered
+    return touches.select(
+        "customer_id",
+        "timestamp",
+        "seq",
+        channel=ibis.coalesce(touches.channel, "Unassigned"),
+        campaign=ibis.coalesce(touches.traffic_campaign, ""),
+        web=touches.type.isin(rules.touch_types) & ~on_touch_channel,
+    )
+
+
+def sessions(touches: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
+    """One row per session: ``customer_id``, ``started_at``, ``seq``, ``channel``,
+    ``campaign``, from ``touch_rows``.
 
     A new session starts after ``session_timeout_minutes`` without a touch, when the kind of
     touch changes (web to a call, a call to a store visit…), and, if
     ``split_sessions_on_campaign``, when a web touch arrives from another campaign.
     """
-    on_touch_channel = ibis.coalesce(events.channel.isin(rules.touch_channels), False)
-    is_web = events.type.isin(rules.touch_types) & ~on_touch_channel
-    touches = events.filter(is_touch(events, rules)).mutate(
-        lane=ibis.ifelse(is_web, "(web)", ibis.coalesce(events.channel, "Unassigned")),
-        campaign=ibis.coalesce(events.traffic_campaign, ""),
-        at=events.timestamp.epoch_seconds(),
+    touches = touches.mutate(
+        lane=ibis.ifelse(touches.web, "(web)", touches.channel),
+        at=touches.timestamp.epoch_seconds(),
     )
     window = ibis.window(group_by=touches.customer_id, order_by=[touches.timestamp, touches.seq])
     gap = touches.at - touches.at.lag().over(window)
@@ -46,11 +59,5 @@ def sessions(events: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
     return (
         touches.mutate(starts=starts)
         .filter(ibis._.starts)
-        .select(
-            "customer_id",
-            started_at=ibis._.timestamp,
-            seq=ibis._.seq,
-            channel=ibis.coalesce(ibis._.channel, "Unassigned"),
-            campaign=ibis._.campaign,
-        )
+        .select("customer_id", "seq", "channel", "campaign", started_at=ibis._.timestamp)
     )

@@ -1,4 +1,4 @@
-"""A small world whose every number is worked out by hand (period 2026-03-01..2026-03-06):
+"""The hand-worked world of the analytics tests (period 2026-03-01..2026-03-06).
 
 - Ann: Paid Social on her phone (03-01), logs in there; Organic Search on her laptop (03-03),
   identifies with an e-mail there (contact); an e-mail campaign visit (03-05) and an order of
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from plait.core.settings import Settings
@@ -75,8 +74,8 @@ WORLD = [
 ]
 
 
-@pytest.fixture
-def world(send_events, engine: sa.Engine, settings: Settings) -> Settings:
+def build_world(send_events, engine: sa.Engine, settings: Settings) -> Settings:
+    """Send the world through the API, resolve identities, bring the lake up to date."""
     send_events(*WORLD)
     resolve(engine, settings)
     upkeep_once(engine, settings)
