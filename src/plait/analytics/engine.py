@@ -118,10 +118,11 @@ def customer_events(events: ibis.Table, identities: ibis.Table) -> ibis.Table:
         mapped,
         [events.identity_kind == mapped.map_kind, events.identity_value == mapped.map_value],
     )
+    anchor = joined.identity_kind.concat(":", joined.identity_value)
     return joined.mutate(
-        customer_id=ibis.coalesce(
-            joined.customer_id,
-            joined.identity_kind.concat(":", joined.identity_value),
-            ibis.literal("event:").concat(joined.seq.cast("string")),
+        customer_id=ibis.cases(
+            (joined.customer_id.notnull(), joined.customer_id),
+            (joined.identity_value.notnull(), anchor),
+            else_=ibis.literal("event:").concat(joined.seq.cast("string")),
         )
     ).drop("map_kind", "map_value", "identity_kind", "identity_value")
