@@ -214,3 +214,33 @@ def test_path_data_file_from_the_cli(cli, tmp_path) -> None:
     missing = cli("report", "paths", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2
     assert "no such file" in missing.stderr
+
+
+def test_report_options_override_the_settings_for_one_report(
+    world: Settings, token_api, cli
+) -> None:
+    marketer = token_api("marketer")
+    # A one-day lookback leaves Ann's order only its same-day Email touch, so first touch
+    # gives it to Email instead of Paid Social, and Bob's (same day as his search) to search.
+    body = marketer.get(
+        "/api/analytics/channels?from=2026-03-01&to=2026-03-06&model=first_touch&lookback_days=1"
+    )
+    revenue = {row["channel"]: row["revenue"] for row in body["rows"] if row["revenue"]}
+    assert revenue == {"Email": 100, "Organic Search": 50, "(none)": 20}
+    for query, field in (("lookback_days=0", "lookback_days"), ("markov_order=4", "markov_order")):
+        error = marketer.get(
+            f"/api/analytics/channels?from=2026-03-01&to=2026-03-06&{query}", status=400
+        )["error"]
+        assert error["field"] == field
+
+    shown = cli(
+        "report", "attribution", "--from", "2026-03-01", "--to", "2026-03-06",
+        "--models", "first_touch", "--lookback-days", "1", "--format", "json", "--no-refresh",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    rows = {row["channel"]: row["first_touch_value"] for row in json.loads(shown.stdout)}
+    assert rows["Email"] == 100
+    failed = cli("report", "channels", "--from", "2026-03-01", "--to", "2026-03-06",
+                 "--markov-order", "9")  # fmt: skip
+    assert failed.returncode == 2
+    assert "markov_order" in failed.stderr

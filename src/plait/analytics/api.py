@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from plait.analytics.engine import connect
 from plait.analytics.models import MODELS
+from plait.analytics.options import with_options
 from plait.analytics.period import Period, period
 from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions
 from plait.core.auth import Principal, require
@@ -23,10 +24,32 @@ Last = Annotated[str, Query(alias="to", description="last day (inclusive), YYYY-
 Tz = Annotated[str, Query(description="time zone the days are in")]
 
 
+class Options:
+    """Per-report overrides of the ``[analytics]`` settings, as query parameters."""
+
+    def __init__(
+        self,
+        lookback_days: float | None = None,
+        collapse_repeats: bool | None = None,
+        markov_order: int | None = None,
+        half_life_days: float | None = None,
+    ) -> None:
+        self.values = {
+            "lookback_days": lookback_days,
+            "collapse_repeats": collapse_repeats,
+            "markov_order": markov_order,
+            "half_life_days": half_life_days,
+        }
+
+
+Overrides = Annotated[Options, Depends()]
+
+
 @analytics_api.get("/channels")
 async def get_channels(
     request: Request,
     _reader: Reader,
+    options: Overrides,
     first: First,
     last: Last,
     model: str = "last_touch",
@@ -34,7 +57,7 @@ async def get_channels(
 ) -> dict[str, Any]:
     """Sessions, contacts, qualified, sales and revenue per channel under ``model``."""
     span = period(first, last, tz)
-    table = await _run(request, channel_report, span, model)
+    table = await _run(request, channel_report, span, model, options=options)
     totals = table.drop(columns=["channel"]).sum(numeric_only=True)
     for rate, numerator in (
         ("contact_rate", "contacts"),
@@ -49,6 +72,7 @@ async def get_channels(
 async def get_attribution(
     request: Request,
     _reader: Reader,
+    options: Overrides,
     first: First,
     last: Last,
     models: Annotated[list[str] | None, Query(alias="model")] = None,
@@ -58,7 +82,7 @@ async def get_attribution(
     """One kind of conversion credited per channel under several models (all by default)."""
     span = period(first, last, tz)
     chosen = models or list(MODELS)
-    table = await _run(request, attribution, span, chosen, kind)
+    table = await _run(request, attribution, span, chosen, kind, options=options)
     return _body(span, table, models=chosen, kind=kind)
 
 
@@ -66,6 +90,7 @@ async def get_attribution(
 async def get_paths(
     request: Request,
     _reader: Reader,
+    options: Overrides,
     first: First,
     last: Last,
     kind: str = "sale",
@@ -75,17 +100,23 @@ async def get_paths(
 ) -> dict[str, Any]:
     """The most common paths before a conversion or a drop-off."""
     span = period(first, last, tz)
-    table = await _run(request, paths, span, kind, outcome=outcome, limit=limit)
+    table = await _run(request, paths, span, kind, outcome=outcome, limit=limit, options=options)
     return _body(span, table, kind=kind, outcome=outcome)
 
 
 @analytics_api.get("/transitions")
 async def get_transitions(
-    request: Request, _reader: Reader, first: First, last: Last, kind: str = "sale", tz: Tz = "UTC"
+    request: Request,
+    _reader: Reader,
+    options: Overrides,
+    first: First,
+    last: Last,
+    kind: str = "sale",
+    tz: Tz = "UTC",
 ) -> dict[str, Any]:
     """Moves between channels, from the start to conversion or drop-off, with probabilities."""
     span = period(first, last, tz)
-    table = await _run(request, transitions, span, kind)
+    table = await _run(request, transitions, span, kind, options=options)
     return _body(span, table, kind=kind)
 
 
@@ -100,9 +131,14 @@ async def get_funnel(
 
 
 async def _run(
-    request: Request, report: Any, span: Period, *args: Any, **kwargs: Any
+    request: Request,
+    report: Any,
+    span: Period,
+    *args: Any,
+    options: Options | None = None,
+    **kwargs: Any,
 ) -> pd.DataFrame:
-    settings = request.app.state.settings
+    settings = with_options(request.app.state.settings, **(options.values if options else {}))
 
     def compute() -> pd.DataFrame:
         return report(settings, span, *args, con=connect(settings), **kwargs)

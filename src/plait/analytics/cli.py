@@ -12,6 +12,7 @@ import typer
 
 from plait.analytics.engine import BACKENDS, connect
 from plait.analytics.models import MODELS, check_models
+from plait.analytics.options import with_options
 from plait.analytics.paths import PATH_MODELS, attribute_paths, read_paths
 from plait.analytics.period import Period, period
 from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions
@@ -31,6 +32,17 @@ Kind = Annotated[str, typer.Option("--kind", help="conversion: contact, qualifie
 Format = Annotated[str, typer.Option("--format", help="table, csv, json or parquet")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="write to this file")]
 Backend = Annotated[str, typer.Option("--backend", help="duckdb or pyspark")]
+Lookback = Annotated[
+    float | None, typer.Option("--lookback-days", help="credit touches this many days back")
+]
+Repeats = Annotated[
+    bool | None,
+    typer.Option(
+        "--collapse-repeats/--keep-repeats", help="merge consecutive same-channel touches"
+    ),
+]
+MarkovOrder = Annotated[int | None, typer.Option("--markov-order", help="1, 2 or 3")]
+HalfLife = Annotated[float | None, typer.Option("--half-life-days", help="time decay")]
 Refresh = Annotated[
     bool, typer.Option("--refresh/--no-refresh", help="bring the lake up to date first")
 ]
@@ -46,10 +58,18 @@ def report_channels(
     output: Output = None,
     backend: Backend = "duckdb",
     refresh: Refresh = True,
+    lookback_days: Lookback = None,
+    collapse_repeats: Repeats = None,
+    markov_order: MarkovOrder = None,
+    half_life_days: HalfLife = None,
 ) -> None:
     """Sessions, contacts, qualified leads, sales and revenue per channel under a model."""
     check_models([model])
-    settings, span = _prepare(first, last, tz, output_format, output, backend, refresh)
+    settings, span = _prepare(
+        first, last, tz, output_format, output, backend, refresh,
+        lookback_days=lookback_days, collapse_repeats=collapse_repeats,
+        markov_order=markov_order, half_life_days=half_life_days,
+    )  # fmt: skip
     table = channel_report(settings, span, model, con=connect(settings, backend))
     _emit(table, output_format, output, title=f"Channels, {model}, {span.first}..{span.last}")
 
@@ -67,11 +87,19 @@ def report_attribution(
     output: Output = None,
     backend: Backend = "duckdb",
     refresh: Refresh = True,
+    lookback_days: Lookback = None,
+    collapse_repeats: Repeats = None,
+    markov_order: MarkovOrder = None,
+    half_life_days: HalfLife = None,
 ) -> None:
     """Conversions of one kind credited per channel under several models side by side."""
     chosen = [model.strip() for model in models.split(",") if model.strip()]
     check_models(chosen)
-    settings, span = _prepare(first, last, tz, output_format, output, backend, refresh)
+    settings, span = _prepare(
+        first, last, tz, output_format, output, backend, refresh,
+        lookback_days=lookback_days, collapse_repeats=collapse_repeats,
+        markov_order=markov_order, half_life_days=half_life_days,
+    )  # fmt: skip
     table = attribution(settings, span, chosen, kind, con=connect(settings, backend))
     _emit(table, output_format, output, title=f"Attribution of {kind}s")
 
@@ -171,13 +199,14 @@ def _prepare(
     output: Path | None,
     backend: str,
     refresh: bool,
+    **options: object,
 ) -> tuple[Settings, Period]:
     """Validate everything before any work, then bring the lake up to date."""
     span = period(first, last, tz)
     _check_output(output_format, output)
     if backend not in BACKENDS:
         raise InvalidInput(f"unknown backend {backend!r}; use duckdb or pyspark", field="backend")
-    settings = get_settings()
+    settings = with_options(get_settings(), **options)
     if refresh:
         from plait.upkeep import upkeep_once
 
