@@ -53,7 +53,7 @@ def attribute_paths(
         update={"collapse_repeats": collapse_repeats}
     )
     data = df[[c for c in (path, conversions, value, nulls) if c]].copy()
-    data[path] = data[path].astype("string")
+    data[path] = data[path].astype("string[pyarrow]")  # Arrow-backed: no copy into the engine
     arrays = materialize(
         con,
         path_arrays(
