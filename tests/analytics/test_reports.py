@@ -59,7 +59,8 @@ def test_channel_report_under_last_and_first_touch(world: Settings) -> None:
 
 
 def test_multi_touch_shares(world: Settings) -> None:
-    credit = by_channel(attribution(world, MARCH, ["linear", "w_shaped", "full_path"], "sale"))
+    models = ["linear", "w_shaped", "full_path", "time_decay"]
+    credit = by_channel(attribution(world, MARCH, models, "sale"))
     # Linear: Ann's 100 in thirds, Bob's 50 in halves.
     assert credit["Paid Social"]["linear_value"] == pytest.approx(100 / 3)
     assert credit["Organic Search"]["linear_value"] == pytest.approx(100 / 3 + 25)
@@ -69,6 +70,19 @@ def test_multi_touch_shares(world: Settings) -> None:
     assert credit["Email"]["w_shaped_value"] == pytest.approx(100 / 7)
     # Full path: first, contact and sale touches 22.5 % each -> a third each.
     assert credit["Email"]["full_path_value"] == pytest.approx(100 / 3)
+    # Time decay (half-life 7 days): Ann's touches were 4 d 2 h 10 min, 2 d 3 h 10 min and
+    # 10 min before her order; Bob's 1 d 18 h 5 min and 5 min before his.
+    week = 7 * 86400
+    ann = {"Paid Social": 353_400, "Organic Search": 184_200, "Email": 600}
+    bob = {"Direct": 151_500, "Organic Search": 300}
+    for journey, revenue in ((ann, 100), (bob, 50)):
+        total = sum(0.5 ** (age / week) for age in journey.values())
+        for channel, age in journey.items():
+            journey[channel] = revenue * 0.5 ** (age / week) / total
+    assert credit["Paid Social"]["time_decay_value"] == pytest.approx(ann["Paid Social"])
+    assert credit["Organic Search"]["time_decay_value"] == pytest.approx(
+        ann["Organic Search"] + bob["Organic Search"]
+    )
 
 
 def test_every_model_gives_out_exactly_the_unattributed_totals(world: Settings) -> None:
