@@ -44,3 +44,7 @@ def test_plait_demo_command_without_serving(cli) -> None:
     assert summary["lake_rows"] == summary["accepted"]
     assert summary["admin_token"].startswith("plt_")
     assert summary["url"].startswith("http://127.0.0.1:")
+    # The demo ends with a channel report of its days.
+    rows = summary["channels"]
+    assert set(rows[0]) == {"channel", "sessions", "contacts", "qualified", "sales", "revenue"}
+    assert sum(row["sessions"] for row in rows) > 0

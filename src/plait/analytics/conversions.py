@@ -1,5 +1,5 @@
 """Conversions: a customer's first *contact* (became a known lead), first *qualified* lead,
-and every *sale* with its revenue in the reporting currency."""
+and every *sale* with its revenue (in the reporting currency, if one is set)."""
 
 from __future__ import annotations
 
@@ -75,10 +75,13 @@ def _first(events: ibis.Table, kind: str) -> ibis.Table:
 
 
 def _revenue(sales: ibis.Table, settings: Settings) -> ibis.Value:
-    """Revenue in ``analytics.currency``; a sale in a currency with no exchange rate counts
-    as a sale with no revenue rather than adding incomparable money."""
+    """Revenue as recorded, or in ``analytics.currency`` when one is set: then a sale in a
+    currency with no exchange rate counts as a sale with no revenue rather than adding
+    incomparable money."""
+    amount = ibis.coalesce(sales.revenue, 0.0).cast("float64")
+    if settings.analytics.currency is None:
+        return amount
     reporting = settings.analytics.currency.upper()
-    amount = ibis.coalesce(sales.revenue, 0.0)
     rates = {code.upper(): rate for code, rate in settings.analytics.exchange_rates.items()}
     branches = [(sales.currency.isnull() | (sales.currency == reporting), amount)]
     branches += [(sales.currency == code, amount * rate) for code, rate in rates.items()]

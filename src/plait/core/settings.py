@@ -156,7 +156,8 @@ class AnalyticsSettings(BaseModel):
     custom_weights: PositionWeights = PositionWeights()
     markov_order: int = Field(1, ge=1, le=3)
     direct_channel: str = "Direct"
-    currency: str = "USD"
+    currency: str | None = None
+    """The reporting currency; unset, revenue is summed as recorded, whatever its currency."""
     exchange_rates: dict[str, float] = Field(default_factory=dict)
     spark_master: str = "local[2]"
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from plait.core.auth import create_token
-from plait.core.console import console, open_database, print_json
+from plait.core.clock import utcnow
+from plait.core.console import console, open_database, print_json, print_table
 from plait.core.db import write
 from plait.core.settings import get_settings
 
@@ -21,6 +23,7 @@ def demo_command(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON summary")] = False,
 ) -> None:
     """Build a realistic omnichannel demo world, then start the server."""
+    from plait.analytics import channel_report, period
     from plait.collect.replication import sync_lake
     from plait.demo.build import build_demo
     from plait.identity.graph import customer_count
@@ -54,6 +57,10 @@ def demo_command(
         token = create_token(conn, "admin", "demo admin")
         customers_now = customer_count(conn)
     url = f"http://{settings.server.host}:{settings.server.port}"
+    today = utcnow().date()
+    span = period(today - timedelta(days=days), today)
+    channels = channel_report(settings, span, "last_touch")
+    channels = channels[["channel", "sessions", "contacts", "qualified", "sales", "revenue"]]
     summary = {
         **report.to_dict(),
         "customers": customers_now,
@@ -61,6 +68,7 @@ def demo_command(
         "lake_rows": lake.rows,
         "url": url,
         "admin_token": token["token"],
+        "channels": channels.to_dict(orient="records"),
     }
     if as_json:
         print_json(summary)
@@ -78,6 +86,18 @@ def demo_command(
             f"Try: curl -H 'Authorization: Bearer {token['token']}' {url}/api/events",
             highlight=False,
             soft_wrap=True,
+        )
+        shown = channels.head(8).round(1)
+        whole = [c for c in shown.columns[1:] if (shown[c] % 1 == 0).all()]
+        shown[whole] = shown[whole].astype("int64")
+        print_table(
+            shown.to_dict(orient="records"),
+            list(channels.columns),
+            title=f"Channels, last touch, {span.first} to {span.last}",
+        )
+        console.print(
+            f"More: plait report channels --from {span.first} --to {span.last} --model markov",
+            highlight=False,
         )
     if serve:
         from plait.server_runner import run_server
