@@ -70,10 +70,10 @@ def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -
     lake = lake_events(con, settings)
     lake = lake.filter(lake.timestamp < period.end)
     identities = identity_map(con, settings)
-    # Filter before the identity join, so only touches and conversions are joined.
-    touches = materialize(
-        con, touch_rows(customer_events(lake.filter(is_touch(lake, rules)), identities), rules)
-    )
+    # Filter before the identity join, so only touches and conversions are joined; sessions
+    # over the whole history give each customer's original channel as well.
+    touches = touch_rows(customer_events(lake.filter(is_touch(lake, rules)), identities), rules)
+    every_session = materialize(con, sessions(touches, rules))
     converting = customer_events(lake.filter(is_conversion(lake, settings)), identities)
     found = materialize(con, conversions(converting, settings))
     window_start = period.start - timedelta(days=rules.lookback_days)
@@ -81,11 +81,9 @@ def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -
         con=con,
         settings=settings,
         period=period,
-        sessions=materialize(
-            con, sessions(touches.filter(touches.timestamp >= window_start), rules)
-        ),
-        first_touches=touches.group_by("customer_id").agg(
-            original_channel=touches.channel.argmin(touches.timestamp)
+        sessions=every_session.filter(every_session.started_at >= window_start),
+        first_touches=every_session.group_by("customer_id").agg(
+            original_channel=every_session.channel.argmin(every_session.started_at)
         ),
         conversions=found,
         milestones=milestones(found),
