@@ -797,3 +797,15 @@ def test_markov_recovers_a_known_chain(con, simulated, order):
     expected = chain_shares()
     np.testing.assert_allclose(result.markov_conversions / conversions, expected[:, 0], atol=0.01)
     np.testing.assert_allclose(result.markov_value / value, expected[:, 1], atol=0.01)
+
+
+def test_usual_and_unusual_spacing_read_the_same(con) -> None:
+    """Spaces around steps are trimmed however the separator is spaced."""
+    spellings = ["A > B", "A>B", " A  >  B ", "A > > B", "A >B", "A\u00a0> B", "A > B >"]
+    df = pd.DataFrame({"path": spellings, "total_conversions": [1] * len(spellings)})
+    result = attribute_paths(
+        df, ["first_touch", "last_touch"], value=None, nulls=None, settings=Settings(), con=con
+    ).set_index("channel")
+    assert result.loc["A", "first_touch_conversions"] == len(spellings) - 1
+    assert result.loc["B", "last_touch_conversions"] == len(spellings)
+    assert "A\u00a0" in result.index  # a no-break space is not trimmed: it is a character
