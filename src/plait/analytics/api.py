@@ -9,8 +9,8 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from plait.analytics.catalog import MODELS
 from plait.analytics.engine import connect
-from plait.analytics.models import MODELS
 from plait.analytics.options import with_options
 from plait.analytics.period import Period, period
 from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 
-from plait.analytics.engine import BACKENDS, connect
-from plait.analytics.models import MODELS, check_models
+from plait import analytics
+from plait.analytics.catalog import BACKENDS, MODELS, PATH_MODELS, check_models
 from plait.analytics.options import with_options
-from plait.analytics.paths import PATH_MODELS, attribute_paths, read_paths
 from plait.analytics.period import Period, period
-from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions
 from plait.core.console import console, open_database, print_json, print_table
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 report_app = typer.Typer(help="Analytics: channels, attribution, journeys.", no_args_is_help=True)
 
@@ -70,7 +70,9 @@ def report_channels(
         lookback_days=lookback_days, collapse_repeats=collapse_repeats,
         markov_order=markov_order, half_life_days=half_life_days,
     )  # fmt: skip
-    table = channel_report(settings, span, model, con=connect(settings, backend))
+    table = analytics.channel_report(
+        settings, span, model, con=analytics.connect(settings, backend)
+    )
     _emit(table, output_format, output, title=f"Channels, {model}, {span.first}..{span.last}")
 
 
@@ -100,7 +102,9 @@ def report_attribution(
         lookback_days=lookback_days, collapse_repeats=collapse_repeats,
         markov_order=markov_order, half_life_days=half_life_days,
     )  # fmt: skip
-    table = attribution(settings, span, chosen, kind, con=connect(settings, backend))
+    table = analytics.attribution(
+        settings, span, chosen, kind, con=analytics.connect(settings, backend)
+    )
     _emit(table, output_format, output, title=f"Attribution of {kind}s")
 
 
@@ -135,8 +139,8 @@ def report_paths(
         _check_output(output_format, output)
         settings = get_settings()
         chosen = [model.strip() for model in models.split(",") if model.strip()]
-        table = attribute_paths(
-            read_paths(file),
+        table = analytics.attribute_paths(
+            analytics.read_paths(file),
             chosen,
             path=path_column,
             conversions=conversions,
@@ -145,15 +149,15 @@ def report_paths(
             sep=sep,
             collapse_repeats=collapse_repeats,
             settings=settings,
-            con=connect(settings, backend),
+            con=analytics.connect(settings, backend),
         )
         _emit(table, output_format, output, title=f"Attribution of {file.name}")
         return
     if first is None or last is None:
         raise InvalidInput("give --from and --to (or a path data FILE)", field="from")
     settings, span = _prepare(first, last, tz, output_format, output, backend, refresh)
-    table = paths(
-        settings, span, kind, outcome=outcome, limit=limit, con=connect(settings, backend)
+    table = analytics.paths(
+        settings, span, kind, outcome=outcome, limit=limit, con=analytics.connect(settings, backend)
     )
     _emit(table, output_format, output, title=f"Top paths to {outcome} ({kind})")
 
@@ -171,7 +175,7 @@ def report_transitions(
 ) -> None:
     """The channel transition matrix: start → channel → … → conversion / drop-off."""
     settings, span = _prepare(first, last, tz, output_format, output, backend, refresh)
-    table = transitions(settings, span, kind, con=connect(settings, backend))
+    table = analytics.transitions(settings, span, kind, con=analytics.connect(settings, backend))
     _emit(table, output_format, output, title=f"Transitions towards {kind}")
 
 
@@ -187,7 +191,7 @@ def report_funnel(
 ) -> None:
     """Session → contact → qualified → sale per starting channel, with drop-off."""
     settings, span = _prepare(first, last, tz, output_format, output, backend, refresh)
-    table = funnel(settings, span, con=connect(settings, backend))
+    table = analytics.funnel(settings, span, con=analytics.connect(settings, backend))
     _emit(table, output_format, output, title="Funnel of new customers by starting channel")
 
 

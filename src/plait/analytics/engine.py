@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 from ibis import _
 
+from plait.analytics.catalog import BACKENDS
 from plait.collect.replication import LAKE_SCHEMA
 from plait.core.errors import InvalidInput
 from plait.core.ids import uuid7
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 Backend = Literal["duckdb", "pyspark"]
-BACKENDS: tuple[str, ...] = ("duckdb", "pyspark")
 EVENT_COLUMNS = (
     "id",
     "seq",

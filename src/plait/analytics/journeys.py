@@ -8,7 +8,7 @@ from datetime import datetime
 
 import ibis
 
-from plait.analytics.models import NO_TOUCH
+from plait.analytics.catalog import NO_TOUCH
 
 START, CONVERSION, DROP_OFF = "(start)", "(conversion)", "(drop-off)"
 STATE_SEPARATOR = " > "

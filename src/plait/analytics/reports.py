@@ -12,8 +12,16 @@ import ibis
 import pandas as pd
 from ibis.backends import BaseBackend
 
-from plait.analytics.attribution import data_driven_credit, rule_credit
+from plait.analytics.catalog import (
+    DATA_DRIVEN_MODELS,
+    MODELS,
+    NO_TOUCH,
+    RULE_MODELS,
+    check_models,
+    credit_columns,
+)
 from plait.analytics.conversions import KINDS, conversions, is_conversion, milestones
+from plait.analytics.crediting import data_driven_credit, rule_credit
 from plait.analytics.engine import (
     connect,
     customer_events,
@@ -29,14 +37,6 @@ from plait.analytics.journeys import (
     drop_off_journeys,
     path_strings,
     transition_counts,
-)
-from plait.analytics.models import (
-    DATA_DRIVEN_MODELS,
-    MODELS,
-    NO_TOUCH,
-    RULE_MODELS,
-    check_models,
-    credit_columns,
 )
 from plait.analytics.period import Period
 from plait.analytics.sessions import is_touch, sessions, touch_rows

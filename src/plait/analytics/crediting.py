@@ -8,9 +8,10 @@ import ibis
 import pandas as pd
 from ibis.backends import BaseBackend
 
+from plait.analytics.catalog import DATA_DRIVEN_MODELS, NO_TOUCH
 from plait.analytics.journeys import array_transitions, exploded, transition_counts
 from plait.analytics.markov import markov_credit
-from plait.analytics.models import DATA_DRIVEN_MODELS, NO_TOUCH, credit
+from plait.analytics.models import credit
 from plait.analytics.shapley import MAX_CHANNELS, shapley_credit
 from plait.core.settings import AnalyticsSettings
 

@@ -9,20 +9,12 @@ from pathlib import Path
 import pandas as pd
 from ibis.backends import BaseBackend
 
-from plait.analytics.attribution import path_data_credit, rule_credit
+from plait.analytics.catalog import DATA_DRIVEN_MODELS, PATH_MODELS, check_models, credit_columns
+from plait.analytics.crediting import path_data_credit, rule_credit
 from plait.analytics.engine import connect, materialize
 from plait.analytics.journeys import exploded, path_arrays
-from plait.analytics.models import (
-    DATA_DRIVEN_MODELS,
-    MODELS,
-    TIMED_MODELS,
-    check_models,
-    credit_columns,
-)
 from plait.core.errors import InvalidInput
 from plait.core.settings import AnalyticsSettings, Settings, get_settings
-
-PATH_MODELS = tuple(model for model in MODELS if model not in TIMED_MODELS)
 
 
 def attribute_paths(
