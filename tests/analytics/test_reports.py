@@ -258,3 +258,11 @@ def test_report_options_override_the_settings_for_one_report(
                  "--markov-order", "9")  # fmt: skip
     assert failed.returncode == 2
     assert "markov_order" in failed.stderr
+
+
+def test_reports_on_an_empty_lake_are_empty_not_errors(settings: Settings) -> None:
+    assert channel_report(settings, MARCH, "shapley").empty
+    assert attribution(settings, MARCH, MODELS, "sale").empty
+    assert paths(settings, MARCH).empty
+    assert transitions(settings, MARCH).empty
+    assert funnel(settings, MARCH).empty

@@ -26,7 +26,9 @@ def shapley_credit(coalitions: pd.DataFrame, channels: list[str]) -> pd.DataFram
             field="model",
         )
     if n == 0:
-        return pd.DataFrame({"channel": [], "conversions": [], "value": []})
+        return pd.DataFrame(
+            {"channel": pd.Series([], dtype=object), "conversions": [], "value": []}
+        )
     size = 1 << n
     worth = np.zeros((size, 2))
     np.add.at(
