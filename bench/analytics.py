@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from plait.analytics import attribute_paths, channel_report, connect, period
-from plait.analytics.models import RULE_MODELS
+from plait.analytics.catalog import RULE_MODELS
 from plait.analytics.reports import _credit_by_kind, inputs
 from plait.core.settings import Settings
 

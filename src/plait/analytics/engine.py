@@ -84,7 +84,9 @@ def materialize(con: BaseBackend, obj: ibis.Table | pd.DataFrame) -> ibis.Table:
     if con.name == "duckdb":
         return con.create_table(name, obj, temp=True)
     table = obj if isinstance(obj, ibis.Table) else ibis.memtable(obj)
-    return con.create_view(name, table, overwrite=True).cache()
+    view = con.create_view(name, table, overwrite=True)
+    # Spark types literals its own way (1.0 is a decimal, row numbers int32): keep Ibis's.
+    return view.cast(table.schema()).cache()
 
 
 def lake_events(con: BaseBackend, settings: Settings) -> ibis.Table:

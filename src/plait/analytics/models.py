@@ -20,46 +20,46 @@ def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) ->
     journey = ibis.window(group_by=journeys.journey_id)
     first = journeys.pos == 1
     last = journeys.pos == journeys.n
-    half_life = rules.half_life_days * 86400
-    rows = journeys.mutate(
-        _non_direct_pos=ibis.ifelse(
-            journeys.channel != rules.direct_channel, journeys.pos, ibis.null("int64")
+    rows = journeys
+    # Helper columns (windows over the journey) only for the models that need them.
+    if "last_non_direct" in models:
+        non_direct = ibis.ifelse(rows.channel != rules.direct_channel, rows.pos, ibis.null("int64"))
+        rows = rows.mutate(_non_direct_pos=non_direct.max().over(journey))
+    if "time_decay" in models:
+        half_life = rules.half_life_days * 86400
+        rows = rows.mutate(
+            _decay=ibis.literal(0.5) ** (ibis.coalesce(rows.age_seconds, 0) / half_life)
         )
-        .max()
-        .over(journey),
-        _decay=ibis.literal(0.5) ** (ibis.coalesce(journeys.age_seconds, 0) / half_life),
-        _w_roles=_roles(journeys, first),
-        _path_roles=_roles(journeys, first) + last.cast("int64"),
-    )
-    rows = rows.mutate(
-        _decay_total=rows._decay.sum().over(journey),
-        _w_rest=(rows._w_roles == 0).cast("float64").sum().over(journey),
-        _path_rest=(rows._path_roles == 0).cast("float64").sum().over(journey),
-    )
-    rows = rows.mutate(
-        _w_raw=_role_share(rows._w_roles, rows._w_rest, 0.3, 0.1),
-        _path_raw=_role_share(rows._path_roles, rows._path_rest, 0.225, 0.1),
-    )
-    rows = rows.mutate(
-        _w_total=rows._w_raw.sum().over(journey), _path_total=rows._path_raw.sum().over(journey)
-    )
+        rows = rows.mutate(_decay_total=rows._decay.sum().over(journey))
+    for model, roles, per_role in (
+        ("w_shaped", _roles(rows, first), 0.3),
+        ("full_path", _roles(rows, first) + last.cast("int64"), 0.225),
+    ):
+        if model in models:
+            rows = rows.mutate(**{f"_{model}_roles": roles})
+            held = rows[f"_{model}_roles"]
+            rest = (held == 0).cast("float64").sum().over(journey)
+            rows = rows.mutate(**{f"_{model}_raw": _role_share(held, rest, per_role, 0.1)})
+            raw = rows[f"_{model}_raw"]
+            rows = rows.mutate(**{f"_{model}_share": raw / raw.sum().over(journey)})
     custom = rules.custom_weights
     weights = {
-        "first_touch": _indicator(first),
-        "last_touch": _indicator(last),
-        "last_non_direct": _indicator(rows.pos == ibis.coalesce(rows._non_direct_pos, rows.n)),
-        "linear": 1 / rows.n.cast("float64"),
-        "time_decay": rows._decay / rows._decay_total,
-        "position_based": _positional(rows, 0.4, 0.2, 0.4),
-        "j_shaped": _positional(rows, 0.2, 0.2, 0.6),
-        "inverse_j": _positional(rows, 0.6, 0.2, 0.2),
-        "w_shaped": rows._w_raw / rows._w_total,
-        "full_path": rows._path_raw / rows._path_total,
-        "custom": _positional(rows, custom.first, custom.middle, custom.last),
+        "first_touch": lambda: _indicator(first),
+        "last_touch": lambda: _indicator(last),
+        "last_non_direct": lambda: _indicator(
+            rows.pos == ibis.coalesce(rows._non_direct_pos, rows.n)
+        ),
+        "linear": lambda: 1 / rows.n.cast("float64"),
+        "time_decay": lambda: rows._decay / rows._decay_total,
+        "position_based": lambda: _positional(rows, 0.4, 0.2, 0.4),
+        "j_shaped": lambda: _positional(rows, 0.2, 0.2, 0.6),
+        "inverse_j": lambda: _positional(rows, 0.6, 0.2, 0.2),
+        "w_shaped": lambda: rows._w_shaped_share,
+        "full_path": lambda: rows._full_path_share,
+        "custom": lambda: _positional(rows, custom.first, custom.middle, custom.last),
     }
-    return rows.mutate(**{f"{model}_weight": weights[model] for model in models}).drop(
-        *(column for column in rows.columns if column.startswith("_"))
-    )
+    weighted = rows.mutate(**{f"{model}_weight": weights[model]() for model in models})
+    return weighted.drop(*(column for column in rows.columns if column.startswith("_")))
 
 
 def _indicator(condition: ibis.BooleanValue) -> ibis.Value:

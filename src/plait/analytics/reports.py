@@ -180,7 +180,7 @@ def paths(
     if limit < 1:
         raise InvalidInput("limit must be at least 1", field="limit")
     source = inputs(settings, period, con)
-    journeys = _converting(source, kind) if outcome == "conversion" else _drop_offs(source, kind)
+    journeys = _converting(source, [kind]) if outcome == "conversion" else _drop_offs(source, kind)
     strings = path_strings(journeys.select(*CHAIN_COLUMNS))
     grouped = strings.group_by("path").agg(
         journeys=ibis._.count(), conversions=ibis._.conversions.sum(), value=ibis._.value.sum()
@@ -249,16 +249,10 @@ def _credit_by_kind(
 ) -> pd.DataFrame:
     """Credit per (kind, channel) for each model, as ``<model>_conversions``/``_value``."""
     rules = source.settings.analytics
-    journeys = conversion_journeys(
-        _in_period(source.conversions, "converted_at", source.period).filter(
-            ibis._.kind.isin(list(kinds))
-        ),
-        source.sessions,
-        source.milestones,
-        lookback_days=rules.lookback_days,
-        collapse_repeats=rules.collapse_repeats,
-    )
+    journeys = _converting(source, kinds)
     rule_models = [m for m in models if m in RULE_MODELS]
+    if len(rule_models) < len(models):  # read again per kind and model: compute once
+        journeys = materialize(source.con, journeys)
     frames = []
     if rule_models:
         frames.append(rule_credit(source.con, journeys, rule_models, rules, ["kind", "channel"]))
@@ -283,11 +277,12 @@ def _credit_by_kind(
     return credited
 
 
-def _converting(source: Inputs, kind: str) -> ibis.Table:
+def _converting(source: Inputs, kinds: list[str] | tuple[str, ...]) -> ibis.Table:
+    """The journeys of the period's conversions of ``kinds``."""
     rules = source.settings.analytics
     targets = _in_period(source.conversions, "converted_at", source.period)
     return conversion_journeys(
-        targets.filter(targets.kind == kind),
+        targets.filter(targets.kind.isin(list(kinds))),
         source.sessions,
         source.milestones,
         lookback_days=rules.lookback_days,
@@ -309,7 +304,7 @@ def _drop_offs(source: Inputs, kind: str) -> ibis.Table:
 
 def _chain(source: Inputs, kind: str, converting: ibis.Table | None = None) -> ibis.Table:
     """Converting and drop-off journeys towards ``kind``, the input of a Markov chain."""
-    converting = _converting(source, kind) if converting is None else converting
+    converting = _converting(source, [kind]) if converting is None else converting
     return ibis.union(
         converting.select(*CHAIN_COLUMNS), _drop_offs(source, kind).select(*CHAIN_COLUMNS)
     )
