@@ -85,6 +85,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # bench/ingest.py: shared machine and PostgreSQL helpers
 from ingest import (
+    DEFAULT_PG_ADMIN_URL,
+    ROOT,
     cpu_seconds,
     cpu_used,
     drop_pg_database,
@@ -93,10 +95,6 @@ from ingest import (
     postgres_processes,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PG_ADMIN_URL = os.environ.get(
-    "PLAIT_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 TARGET_EVENTS_PER_SECOND = 20_000
 TARGET_P99_MS = 50.0
 
