@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +251,177 @@ def token_api(client: TestClient, engine: sa.Engine) -> Callable[[str], Api]:
             return Api(client, create_token(conn, role, f"test {role}")["token"])
 
     return make
+
+
+# --- the dashboard ---------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+PLAIT = (sys.executable, "-m", "plait")
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+class WebSession:
+    """The dashboard in-process, as one signed-in user sees it (its own cookie jar)."""
+
+    def __init__(self, client: TestClient, email: str, password: str = PASSWORD) -> None:
+        self.client = client
+        form = client.get("/login")
+        response = client.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": csrf_of(form.text)},
+            follow_redirects=False,
+        )
+        assert response.status_code == 303, response.text
+        self.csrf_token = csrf_of(self.get_page("/customers"))
+
+    def get_page(self, path: str) -> str:
+        """Any page's HTML (the CSRF token is on every signed-in page, even error pages)."""
+        return self.client.get(path).text
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.client.get(path, **kwargs)
+
+    def post(self, path: str, data: dict | None = None, **kwargs: Any) -> httpx.Response:
+        """A form post carrying the session's CSRF token."""
+        form = {"csrf_token": self.csrf_token, **(data or {})}
+        return self.client.post(path, data=form, follow_redirects=False, **kwargs)
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF_INPUT.search(html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def add_user(engine: sa.Engine, role: str, email: str | None = None) -> str:
+    """A dashboard user of ``role`` with the test password; returns the email."""
+    from plait.core.users import create_user
+
+    email = email or f"{role}@example.com"
+    with write(engine) as conn:
+        create_user(conn, email, role, PASSWORD)
+    return email
+
+
+@pytest.fixture
+def web_as(client: TestClient, engine: sa.Engine) -> Callable[[str], WebSession]:
+    """A signed-in dashboard session for a new user of the given role."""
+    made: dict[str, WebSession] = {}
+
+    def make(role: str) -> WebSession:
+        if role not in made:
+            email = add_user(engine, role)
+            made[role] = WebSession(TestClient(client.app), email)
+        return made[role]
+
+    return make
+
+
+@dataclass
+class DemoSite:
+    """``plait demo`` built once per test session (SQLite) and served by ``plait serve``."""
+
+    settings: Settings
+    server: LiveServer
+    summary: dict[str, Any]
+    emails: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def api(self, path: str, **params: Any) -> Any:
+        token = self.summary["admin_token"]
+        response = httpx.get(
+            f"{self.url}{path}",
+            params=params,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture(scope="session")
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoSite]:
+    """A demo world (400 customers, 60 days) behind a real server, with one user per role."""
+    home = tmp_path_factory.mktemp("demo-site")
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'plait.db'}")
+    env = {**os.environ, "PLAIT_HOME": str(home), "PLAIT_DATABASE_URL": settings.database_url}
+    built = subprocess.run(
+        [*PLAIT, "demo", "--no-serve", "--json", "--customers", "400", "--days", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    summary = orjson.loads(built.stdout)
+    emails = {"admin": summary["dashboard"]["email"]}
+    for role in ("marketer", "agent"):
+        emails[role] = f"{role}@example.com"
+        subprocess.run(
+            [*PLAIT, "users", "create", emails[role], "--role", role, "--password-stdin"],
+            env=env,
+            input=PASSWORD + "\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+    summary["passwords"] = {"admin": summary["dashboard"]["password"]}
+    server = LiveServer(settings).start()
+    try:
+        yield DemoSite(settings, server, summary, emails)
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian Chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page_as(browser: Any, demo_site: DemoSite) -> Iterator[Callable[[str], Any]]:
+    """A browser page signed in to the demo site as the given role (1280 by 800)."""
+    contexts: list[Any] = []
+
+    def make(role: str) -> Any:
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 800}, base_url=demo_site.url, accept_downloads=True
+        )
+        contexts.append(context)
+        page = context.new_page()
+        page.goto("/login")
+        page.get_by_label("Email").fill(demo_site.emails[role])
+        password = demo_site.summary["passwords"].get(role, PASSWORD)
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/login" not in url)
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save the page at desktop width and at phone width into artifacts/screenshots/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    page.set_viewport_size(size)
+    page.wait_for_timeout(200)

@@ -11,7 +11,7 @@ import typer
 from plait import __version__
 from plait.analytics.cli import report_app
 from plait.collect.cli import events_app, import_command, lake_app, sources_app
-from plait.core.cli import db_app, tokens_app
+from plait.core.cli import db_app, tokens_app, users_app
 from plait.core.console import errors
 from plait.core.errors import PlaitError
 from plait.demo.cli import demo_command
@@ -28,6 +28,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(sources_app, name="sources")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(users_app, name="users")
 app.add_typer(events_app, name="events")
 app.add_typer(lake_app, name="lake")
 app.add_typer(profiles_app, name="profiles")

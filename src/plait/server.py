@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from plait import __version__
@@ -24,6 +24,7 @@ from plait.core.settings import Settings, get_settings
 from plait.identity.api import identity_api
 from plait.migrations import upgrade
 from plait.profiles.api import profiles_api
+from plait.web.app import install_dashboard, is_page_request, page_error, page_error_for
 
 log = logging.getLogger("plait.server")
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(profiles_api)
     app.include_router(identity_api)
     app.include_router(analytics_api)
+    install_dashboard(app)
     _install_error_handlers(app)
 
     @app.get("/health", tags=["meta"])
@@ -63,7 +65,9 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PlaitError)
-    async def plait_error(request: Request, exc: PlaitError) -> JSONResponse:
+    async def plait_error(request: Request, exc: PlaitError) -> Response:
+        if is_page_request(request):
+            return page_error_for(request, exc)
         body = exc.to_dict()
         if request.url.path.startswith("/v1/"):
             # The Segment and RudderStack SDKs read a top-level code and message.
@@ -71,7 +75,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
         error = PlaitError(
@@ -79,16 +83,22 @@ def _install_error_handlers(app: FastAPI) -> None:
             code="invalid_input",
             field=".".join(location) or None,
         )
+        if is_page_request(request):
+            return page_error_for(request, error)
         return JSONResponse(error.to_dict(), status_code=400)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if is_page_request(request):
+            return page_error(request, exc.status_code, code, str(exc.detail))
         body = {"error": {"code": code, "message": str(exc.detail)}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
+        if is_page_request(request):
+            return page_error(request, 500, "internal_error", "")
         body = {"error": {"code": "internal_error", "message": "an unexpected error occurred"}}
         return JSONResponse(body, status_code=500)

@@ -1,17 +1,19 @@
-"""Commands for the database and API tokens."""
+"""Commands for the database, API tokens and dashboard users."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 from uuid import UUID
 
 import typer
 
-from plait.core.auth import ROLES, create_token, list_tokens, revoke_token
+from plait.core.auth import ROLES, check_role, create_token, list_tokens, revoke_token
 from plait.core.console import console, open_database, print_json, print_table
 from plait.core.db import get_engine, write
 from plait.core.errors import InvalidInput
 from plait.core.settings import get_settings
+from plait.core.users import check_password, create_user, list_users, normalise_email, set_password
 
 db_app = typer.Typer(help="The operational database.", no_args_is_help=True)
 tokens_app = typer.Typer(help="API tokens for the management API.", no_args_is_help=True)
@@ -80,3 +82,59 @@ def tokens_revoke(token_id: Annotated[str, typer.Argument(help="the token's id")
     with write(open_database()) as conn:
         revoke_token(conn, parsed)
     console.print(f"revoked {parsed}")
+
+
+users_app = typer.Typer(help="People who sign in to the dashboard.", no_args_is_help=True)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="read the password from standard input")
+]
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="the user's email; they sign in with it")],
+    role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+    password_stdin: PasswordStdin = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Create a dashboard user (the password is prompted for, or read with --password-stdin)."""
+    check_role(role)
+    normalise_email(email)
+    password = check_password(_read_password(password_stdin))
+    with write(open_database()) as conn:
+        user = create_user(conn, email, role, password)
+    if as_json:
+        print_json(user)
+    else:
+        console.print(f"Created {user['role']} [bold]{user['email']}[/] ({user['id']})")
+
+
+@users_app.command("list")
+def users_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List dashboard users."""
+    with write(open_database()) as conn:
+        found = list_users(conn)
+    if as_json:
+        print_json(found)
+    else:
+        print_table(found, ["id", "email", "role", "created_at", "last_login_at", "disabled_at"])
+
+
+@users_app.command("password")
+def users_password(
+    email: Annotated[str, typer.Argument(help="the user's email")],
+    password_stdin: PasswordStdin = False,
+) -> None:
+    """Set a user's password."""
+    password = check_password(_read_password(password_stdin))
+    with write(open_database()) as conn:
+        set_password(conn, email, password)
+    console.print(f"password changed for {normalise_email(email)}")

@@ -38,6 +38,13 @@ class ServerSettings(BaseModel):
     port: int = Field(8400, gt=0, lt=65536)
     lake_sync_interval_seconds: float = Field(5, gt=0)
     public_url: str | None = None
+    session_hours: float = Field(12, gt=0)
+    """How long a dashboard sign-in lasts."""
+    login_max_failures: int = Field(5, ge=1)
+    """Failed sign-ins per email within ``login_window_minutes`` before it is locked."""
+    login_max_failures_per_address: int = Field(20, ge=1)
+    """Failed sign-ins per client IP address within the window."""
+    login_window_minutes: float = Field(15, gt=0)
 
 
 class IdentitySettings(BaseModel):
@@ -173,6 +180,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     lake: str = ""
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    secret_key: str | None = None
+    """Signs dashboard session cookies; unset, one is generated in ``home``."""
     collect: CollectSettings = CollectSettings()
     server: ServerSettings = ServerSettings()
     channels: dict[str, Any] = Field(default_factory=dict)

@@ -1,5 +1,5 @@
 """Building the demo world into a Plait instance: sources, the synthetic events sent
-through the real ingestion pipeline, an admin token, and the lake."""
+through the real ingestion pipeline, and the demo's dashboard admin."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from plait.collect.sources import add_source
 from plait.core.clock import utcnow
 from plait.core.db import read, write
 from plait.core.errors import NotFound
+from plait.core.secrets import new_secret
 from plait.core.settings import Settings
 from plait.core.sources import Source, find_source
+from plait.core.users import create_user, set_password
 from plait.demo.world import DEMO_SOURCES, generate
 
 CHUNK = 2000
@@ -85,3 +87,17 @@ def _ensure_sources(engine: Engine, settings: Settings, report: DemoReport) -> d
         with read(engine) as conn:
             found[demo_source.name] = find_source(conn, demo_source.name)
     return found
+
+
+DEMO_ADMIN_EMAIL = "admin@plait.example"
+
+
+def reset_demo_admin(engine: Engine) -> tuple[str, str]:
+    """The demo's dashboard admin, with a fresh random password (printed by ``plait demo``)."""
+    password = new_secret(16)
+    with write(engine) as conn:
+        try:
+            set_password(conn, DEMO_ADMIN_EMAIL, password)
+        except NotFound:
+            create_user(conn, DEMO_ADMIN_EMAIL, "admin", password)
+    return DEMO_ADMIN_EMAIL, password

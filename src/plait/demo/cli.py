@@ -25,9 +25,10 @@ def demo_command(
     """Build a realistic omnichannel demo world, then start the server."""
     from plait.analytics import channel_report, period
     from plait.collect.replication import sync_lake
-    from plait.demo.build import build_demo
+    from plait.demo.build import build_demo, reset_demo_admin
     from plait.identity.graph import customer_count
     from plait.identity.identity_map import export_identity_map
+    from plait.identity.suggestions import suggest
     from plait.profiles.pipeline import resolve
 
     settings = get_settings()
@@ -53,9 +54,11 @@ def demo_command(
         resolved = resolve(engine, settings, on_progress=lambda n: progress.advance(task, n))
     lake = sync_lake(engine, settings)
     export_identity_map(engine, settings)
+    suggested = suggest(engine)
     with write(engine) as conn:
         token = create_token(conn, "admin", "demo admin")
         customers_now = customer_count(conn)
+    admin_email, admin_password = reset_demo_admin(engine)
     url = f"http://{settings.server.host}:{settings.server.port}"
     today = utcnow().date()
     span = period(today - timedelta(days=days), today)
@@ -68,6 +71,8 @@ def demo_command(
         "lake_rows": lake.rows,
         "url": url,
         "admin_token": token["token"],
+        "suggestions": suggested.new,
+        "dashboard": {"url": f"{url}/", "email": admin_email, "password": admin_password},
         "channels": channels.to_dict(orient="records"),
     }
     if as_json:
@@ -98,6 +103,12 @@ def demo_command(
         console.print(
             f"More: plait report channels --from {span.first} --to {span.last} --model markov",
             highlight=False,
+        )
+        console.print(
+            f"Dashboard: [bold]{url}/[/] — sign in as [bold]{admin_email}[/]"
+            f" with password [bold]{admin_password}[/]",
+            highlight=False,
+            soft_wrap=True,
         )
     if serve:
         from plait.server_runner import run_server

@@ -1,0 +1,108 @@
+"""The dashboard's place in the application: its routers, its static files (Plotly.js comes
+from the installed ``plotly`` package, so nothing is fetched from a CDN), security headers,
+and errors rendered as pages for people instead of JSON for programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from plait.core.errors import PlaitError
+from plait.web import login
+from plait.web.access import SignInRequired, sign_in_url
+from plait.web.sessions import signed_in
+from plait.web.templating import PLOTLY_JS, PLOTLY_URL, render
+
+STATIC = Path(__file__).parent / "static"
+NOT_PAGES = ("/api/", "/v1/", "/health", "/static/", "/docs", "/openapi.json", "/redoc")
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+
+
+def install_dashboard(app: FastAPI) -> None:
+    """Mount the dashboard's pages and assets on ``app``."""
+    for router in _routers():
+        app.include_router(router)
+
+    @app.get(PLOTLY_URL, include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(
+            PLOTLY_JS,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        )
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        person = signed_in(request)
+        if person is None:
+            return RedirectResponse("/login", status_code=303)
+        first = "/overview" if person.principal.can("analytics:read") else "/customers"
+        return RedirectResponse(first, status_code=303)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _routers() -> list:  # type: ignore[type-arg]
+    from plait.web import channels, customers, journeys, overview, quality, sources, users
+
+    return [
+        login.router,
+        overview.router,
+        channels.router,
+        journeys.router,
+        customers.router,
+        sources.router,
+        quality.router,
+        users.router,
+    ]
+
+
+def is_page_request(request: Request) -> bool:
+    """Whether a request came from a person's browser page rather than a program."""
+    return not request.url.path.startswith(NOT_PAGES)
+
+
+def page_error(request: Request, status: int, code: str, message: str) -> Response:
+    """An error as a page: sign-in for a missing session, otherwise the error explained."""
+    if code == SignInRequired.code and request.method == "GET":
+        return RedirectResponse(sign_in_url(request), status_code=303)
+    if code == SignInRequired.code:
+        status = 401
+    if status >= 500:
+        message = "Something went wrong on our side. The error has been logged."
+    context = {"status": status, "code": code, "message": message, "title": _TITLES.get(status)}
+    return render(request, "error.html", context, status)
+
+
+def page_error_for(request: Request, exc: PlaitError) -> Response:
+    return page_error(request, exc.status, exc.code, exc.message)
+
+
+_TITLES = {
+    400: "That did not work",
+    401: "Please sign in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed",
+    429: "Slow down",
+    500: "Server error",
+}
