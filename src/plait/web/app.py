@@ -89,6 +89,8 @@ def page_error(request: Request, status: int, code: str, message: str) -> Respon
         status = 401
     if status >= 500:
         message = "Something went wrong on our side. The error has been logged."
+    if not hasattr(request.state, "viewer"):
+        request.state.viewer = signed_in(request)
     context = {"status": status, "code": code, "message": message, "title": _TITLES.get(status)}
     return render(request, "error.html", context, status)
 
