@@ -23,6 +23,8 @@ from plait.core.db import checkpoint, get_engine, write
 from plait.core.settings import Settings
 from plait.identity.identity_map import export_identity_map
 from plait.profiles.pipeline import resolve
+from plait.web.login import purge_login_failures
+from plait.web.sessions import purge_sessions
 
 log = logging.getLogger("plait.upkeep")
 
@@ -73,9 +75,11 @@ def _checkpoint_loop(engine: Engine, parent_pid: int) -> None:
 
 def upkeep_once(engine: object, settings: Settings) -> None:
     """One round: replicate to the lake and export the identity map, then prune the
-    de-duplication window."""
+    de-duplication window and forget finished sign-in sessions and old failed sign-ins."""
     sync_lake(engine, settings)  # type: ignore[arg-type]
     export_identity_map(engine, settings)  # type: ignore[arg-type]
     window = timedelta(days=settings.collect.dedup_window_days)
     with write(engine) as conn:  # type: ignore[arg-type]
         prune_seen(conn, utcnow() - window)
+        purge_sessions(conn)
+        purge_login_failures(conn, settings)

@@ -261,3 +261,27 @@ def test_api_errors_stay_json_and_page_errors_are_pages(client: TestClient) -> N
     page = client.get("/nothing-here")
     assert page.status_code == 404
     assert page.headers["content-type"].startswith("text/html")
+
+
+def test_upkeep_forgets_finished_sessions_and_old_failures(
+    client: TestClient, engine: sa.Engine, settings
+) -> None:
+    from plait.upkeep import upkeep_once
+
+    email = add_user(engine, "admin")
+    old, live = (WebSession(TestClient(client.app), email) for _ in range(2))
+    assert old.post("/logout").status_code == 303
+    sign_in(client, email, "a wrong password")
+    with write(engine) as conn:
+        two_days_ago = utcnow() - timedelta(days=2)
+        conn.execute(
+            web_sessions.update()
+            .where(web_sessions.c.ended_at.is_not(None))
+            .values(ended_at=two_days_ago)
+        )
+        conn.execute(login_failures.update().values(at=two_days_ago))
+    upkeep_once(engine, settings)
+    with read(engine) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(web_sessions)).scalar() == 1
+    assert failures(engine) == 0
+    assert live.get("/users").status_code == 200

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from plait.core.auth import Principal
 from plait.core.clock import utcnow
-from plait.core.db import UTCDateTime, metadata, read, write
+from plait.core.db import UTCDateTime, metadata, read
 from plait.core.ids import uuid7
 from plait.core.secrets import digest, new_secret, signing_key
 from plait.core.settings import Settings
@@ -136,13 +136,11 @@ def new_cookie_secret(name: str) -> str:
     return f"{name}:{new_secret(43)}"
 
 
-def purge_sessions(engine: sa.Engine) -> int:
+def purge_sessions(conn: Connection) -> None:
     """Forget sessions that ended or expired more than a day ago."""
     cutoff = utcnow() - timedelta(days=1)
-    with write(engine) as conn:
-        done = conn.execute(
-            web_sessions.delete().where(
-                sa.or_(web_sessions.c.expires_at < cutoff, web_sessions.c.ended_at < cutoff)
-            )
+    conn.execute(
+        web_sessions.delete().where(
+            sa.or_(web_sessions.c.expires_at < cutoff, web_sessions.c.ended_at < cutoff)
         )
-    return done.rowcount
+    )
