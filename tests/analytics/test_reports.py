@@ -1,9 +1,10 @@
-"""The channel report, paths, transitions and funnel on the hand-worked world of
+"""The channel report, daily totals, paths, transitions and funnel on the hand-worked world of
 ``analytics_world.py``; through the Python API, HTTP and the CLI, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -11,7 +12,17 @@ import pytest
 import sqlalchemy as sa
 from analytics_world import build_world
 
-from plait.analytics import MODELS, attribution, channel_report, funnel, paths, period, transitions
+from plait.analytics import (
+    MODELS,
+    attribution,
+    channel_report,
+    daily_totals,
+    funnel,
+    paths,
+    period,
+    transitions,
+)
+from plait.analytics.period import days
 from plait.core.settings import Settings
 
 MARCH = period("2026-03-01", "2026-03-06")  # the period of the world in analytics_world.py
@@ -98,6 +109,67 @@ def test_time_zone_moves_the_days(world: Settings) -> None:
     new_york = channel_report(world, period("2026-03-01", "2026-03-06", "America/New_York"))
     assert by_channel(new_york)["Paid Search"]["revenue"] == 10  # Eve, 03-06 21:00 there
     assert new_york.sales.sum() == 4
+
+
+TOTALS = ["sessions", "contacts", "qualified", "sales", "revenue"]
+
+
+def per_day(table: pd.DataFrame) -> dict[str, list[float]]:
+    return {row["day"].isoformat(): [row[c] for c in TOTALS] for row in table.to_dict("records")}
+
+
+def test_daily_totals_count_each_day(world: Settings) -> None:
+    table = daily_totals(world, MARCH)
+    assert list(table.columns) == ["day", *TOTALS]
+    assert per_day(table) == {
+        "2026-03-01": [1, 0, 0, 0, 0],  # Ann's Paid Social visit; no contact yet
+        "2026-03-02": [2, 1, 0, 0, 0],  # Bob (signs up) and Dee
+        "2026-03-03": [1, 1, 0, 0, 0],  # Ann identifies with her e-mail
+        "2026-03-04": [1, 0, 1, 2, 70],  # Bob qualifies and orders; Cy's untouched order
+        "2026-03-05": [1, 0, 0, 1, 100],
+        "2026-03-06": [0, 0, 0, 0, 0],
+    }
+    assert table[["sessions", "contacts", "qualified", "sales"]].dtypes.eq("int64").all()
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_daily_totals_add_up_to_the_channel_report_under_every_model(
+    world: Settings, tz: str
+) -> None:
+    span = period("2026-03-01", "2026-03-06", tz)
+    summed = daily_totals(world, span)[TOTALS].sum()
+    for model in MODELS if tz == "UTC" else ["last_touch", "markov"]:
+        report = channel_report(world, span, model)[TOTALS].sum()
+        assert summed.to_dict() == pytest.approx(report.to_dict()), model
+
+
+def test_daily_totals_have_every_day_and_zeros_away_from_the_sessions(world: Settings) -> None:
+    table = daily_totals(world, period("2026-02-20", "2026-03-10"))
+    assert table.day.tolist() == [date(2026, 2, 20) + timedelta(days=n) for n in range(19)]
+    busy = {"2026-02-25", "2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"}
+    busy.add("2026-03-07")  # Eve's order at 02:00 UTC
+    for day, values in per_day(table).items():
+        assert any(values) if day in busy else values == [0, 0, 0, 0, 0], day
+
+
+def test_daily_totals_follow_the_time_zone(world: Settings) -> None:
+    # Eve's order at 03-07 02:00 UTC is the evening before in New York.
+    new_york = per_day(daily_totals(world, period("2026-03-01", "2026-03-06", "America/New_York")))
+    assert new_york["2026-03-06"] == [0, 0, 0, 1, 10]
+    # Dee's visit at 03-02 16:00 UTC is after midnight, 03-03, in Tokyo.
+    tokyo = per_day(daily_totals(world, period("2026-03-01", "2026-03-06", "Asia/Tokyo")))
+    assert tokyo["2026-03-02"] == [1, 1, 0, 0, 0]
+    assert tokyo["2026-03-03"] == [2, 1, 0, 0, 0]
+
+
+def test_days_are_23_or_25_hours_across_daylight_saving() -> None:
+    hours = {
+        day.isoformat(): (end - start) / timedelta(hours=1)
+        for day, start, end in days(period("2026-03-07", "2026-03-09", "America/New_York"))
+    }
+    assert hours == {"2026-03-07": 24, "2026-03-08": 23, "2026-03-09": 24}
+    autumn = days(period("2026-10-25", "2026-10-25", "Europe/Berlin"))
+    assert (autumn[0][2] - autumn[0][1]) / timedelta(hours=1) == 25
 
 
 def test_paths_transitions_and_funnel(world: Settings) -> None:
@@ -266,3 +338,6 @@ def test_reports_on_an_empty_lake_are_empty_not_errors(settings: Settings) -> No
     assert paths(settings, MARCH).empty
     assert transitions(settings, MARCH).empty
     assert funnel(settings, MARCH).empty
+    quiet = daily_totals(settings, MARCH)
+    assert len(quiet) == 6
+    assert (quiet[TOTALS] == 0).all().all()

@@ -1,5 +1,5 @@
 """The same Ibis expressions on Spark (local mode) give the same reports as on DuckDB: the
-channel report, every model for every kind of conversion (the channel report's credit
+channel report, daily totals, every model for every kind of conversion (the channel report's credit
 columns come from the same code), paths, transitions and the funnel."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from plait.analytics import (
     attribution,
     channel_report,
     connect,
+    daily_totals,
     funnel,
     paths,
     period,
@@ -59,6 +60,9 @@ def test_reports_are_equal_on_duckdb_and_spark(world: Settings, spark) -> None:
         channel_report(world, MARCH, "last_touch", con=sparky),
         ["channel"],
     )
+    for tz in ("UTC", "Asia/Tokyo"):
+        span = period("2026-02-20", "2026-03-10", tz)
+        same(daily_totals(world, span, con=duck), daily_totals(world, span, con=sparky), ["day"])
     for kind in ("contact", "sale"):  # qualified takes the same path as contact
         same(
             attribution(world, MARCH, MODELS, kind, con=duck),

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from plait.analytics.catalog import MODELS
-from plait.analytics.engine import connect
 from plait.analytics.options import with_options
 from plait.analytics.period import Period, period
+from plait.analytics.report_cache import cached_report
 from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions
 from plait.core.auth import Principal, require
 
@@ -138,12 +138,10 @@ async def _run(
     options: Options | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
+    """``report`` for ``span`` through the process's report cache, off the event loop."""
     settings = with_options(request.app.state.settings, **(options.values if options else {}))
-
-    def compute() -> pd.DataFrame:
-        return report(settings, span, *args, con=connect(settings), **kwargs)
-
-    return await run_in_threadpool(compute)
+    engine = request.app.state.engine
+    return await run_in_threadpool(cached_report, engine, settings, report, span, *args, **kwargs)
 
 
 def _body(span: Period, table: pd.DataFrame, **extra: Any) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from plait.core.errors import InvalidInput
 
+_DAY = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class Period:
@@ -30,9 +32,22 @@ def period(first: str | date, last: str | date, tz: str = "UTC") -> Period:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidInput(f"unknown time zone {tz!r}", field="tz") from None
-    start = datetime.combine(first_day, time(), zone).astimezone(UTC)
-    end = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(UTC)
-    return Period(first_day, last_day, tz, start, end)
+    return Period(
+        first_day, last_day, tz, _midnight(first_day, zone), _midnight(last_day + _DAY, zone)
+    )
+
+
+def days(span: Period) -> list[tuple[date, datetime, datetime]]:
+    """Each day of ``span`` with the UTC instants it starts and ends at (23 or 25 hours
+    long across a daylight-saving change), so events can be bucketed by local day."""
+    zone = ZoneInfo(span.tz)
+    count = (span.last - span.first).days + 1
+    firsts = [span.first + timedelta(days=offset) for offset in range(count)]
+    return [(day, _midnight(day, zone), _midnight(day + _DAY, zone)) for day in firsts]
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(), zone).astimezone(UTC)
 
 
 def _day(value: str | date, field: str) -> date:

@@ -1,15 +1,17 @@
 """The reports analysts ask for, for a period: the channel report (sessions, contacts,
-qualified leads, sales and revenue per channel under a model), attribution under several
-models side by side, top paths, channel transitions and the stage funnel."""
+qualified leads, sales and revenue per channel under a model), the same totals per day,
+attribution under several models side by side, top paths, channel transitions and the stage
+funnel."""
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 import ibis
 import pandas as pd
+import pyarrow as pa
 from ibis.backends import BaseBackend
 
 from plait.analytics.catalog import (
@@ -38,13 +40,21 @@ from plait.analytics.journeys import (
     path_strings,
     transition_counts,
 )
-from plait.analytics.period import Period
+from plait.analytics.period import Period, days
 from plait.analytics.sessions import is_touch, sessions, touch_rows
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
 
 PLURAL = {"contact": "contacts", "qualified": "qualified", "sale": "sales"}
 CHAIN_COLUMNS = ("journey_id", "channel", "pos", "n", "conversions", "nulls", "value")
+DAILY_COUNTS = ("sessions", "contacts", "qualified", "sales")
+_DAY_BOUNDS = pa.schema(
+    [
+        ("day_index", pa.int64()),
+        ("day_start", pa.timestamp("us", tz="UTC")),
+        ("day_end", pa.timestamp("us", tz="UTC")),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,27 @@ def channel_report(
         "sale_rate",
     ]
     return _by_sessions(report[columns])
+
+
+def daily_totals(
+    settings: Settings, period: Period, *, con: BaseBackend | None = None
+) -> pd.DataFrame:
+    """The unattributed totals per day of the period, in its time zone: ``day`` (a
+    ``datetime.date``), ``sessions`` started and ``contacts``, ``qualified``, ``sales`` and
+    ``revenue`` converted that day. Every day has a row (zeros when quiet); the days add up
+    to the channel report's totals under any model."""
+    source = inputs(settings, period, con)
+    calendar = days(period)
+    bounds = ibis.memtable(_day_bounds(calendar))
+    happenings = ibis.union(_session_counts(source), _conversion_counts(source))
+    dated = happenings.join(
+        bounds, [happenings.at >= bounds.day_start, happenings.at < bounds.day_end]
+    )
+    measures = [*DAILY_COUNTS, "revenue"]
+    per_day = source.con.execute(
+        dated.group_by("day_index").agg(**{name: dated[name].sum() for name in measures})
+    )
+    return _every_day(per_day, [day for day, _, _ in calendar])
 
 
 def attribution(
@@ -242,6 +273,54 @@ def funnel(settings: Settings, period: Period, *, con: BaseBackend | None = None
         table[f"{before}_to_{after}_drop_off"] = table[before] - table[after]
     table["sale_rate"] = _rate(table.sales, table.sessions)
     return _by_sessions(table)
+
+
+def _session_counts(source: Inputs) -> ibis.Table:
+    """One row per session started in the period, shaped like ``_conversion_counts``."""
+    started = _in_period(source.sessions, "started_at", source.period)
+    none = ibis.literal(0, "int64")
+    return started.select(
+        at=started.started_at,
+        sessions=ibis.literal(1, "int64"),
+        contacts=none,
+        qualified=none,
+        sales=none,
+        revenue=ibis.literal(0.0, "float64"),
+    )
+
+
+def _conversion_counts(source: Inputs) -> ibis.Table:
+    """One row per conversion in the period: the conversions channel credit is shared out."""
+    found = _in_period(source.conversions, "converted_at", source.period)
+    sale = found.kind == "sale"
+    return found.select(
+        at=found.converted_at,
+        sessions=ibis.literal(0, "int64"),
+        contacts=(found.kind == "contact").cast("int64"),
+        qualified=(found.kind == "qualified").cast("int64"),
+        sales=sale.cast("int64"),
+        revenue=ibis.ifelse(sale, found.value, 0.0).cast("float64"),
+    )
+
+
+def _day_bounds(calendar: list[tuple[date, datetime, datetime]]) -> pa.Table:
+    """The UTC instants each day starts and ends at, numbered, for a range join."""
+    return pa.table(
+        {
+            "day_index": range(len(calendar)),
+            "day_start": [start for _, start, _ in calendar],
+            "day_end": [end for _, _, end in calendar],
+        },
+        schema=_DAY_BOUNDS,
+    )
+
+
+def _every_day(per_day: pd.DataFrame, dates: list[date]) -> pd.DataFrame:
+    """Totals by day index as one row per date, quiet days zero-filled."""
+    table = per_day.set_index("day_index").reindex(range(len(dates)), fill_value=0)
+    table = table.astype(dict.fromkeys(DAILY_COUNTS, "int64") | {"revenue": "float64"})
+    table.insert(0, "day", dates)
+    return table.reset_index(drop=True)
 
 
 def _credit_by_kind(
