@@ -9,6 +9,7 @@ interaction on any channel), devices, orders and lifetime revenue, lifecycle sta
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -144,7 +145,14 @@ def last_contact(
     ).first()
     if row is None:
         return None
-    properties = row.properties or {}
+    return contact_dict(row.event, row.channel, row.timestamp, row.properties)
+
+
+def contact_dict(
+    event: str, channel: str | None, timestamp: datetime, properties: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A contact event as the 360 shows it: channel, direction, time and a short summary."""
+    properties = properties or {}
     direction = properties.get("direction")
     summary = next(
         (
@@ -152,12 +160,12 @@ def last_contact(
             for key in ("summary", "subject", "text", "topic")
             if properties.get(key) not in (None, "")
         ),
-        row.event,
+        event,
     )
     return {
-        "channel": row.channel,
+        "channel": channel,
         "direction": direction if direction in ("inbound", "outbound") else None,
-        "time": isoformat(row.timestamp),
-        "event": row.event,
+        "time": isoformat(timestamp),
+        "event": event,
         "summary": summary[:SUMMARY_LENGTH],
     }
