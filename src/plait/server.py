@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from plait import __version__
 from plait.analytics.api import analytics_api
-from plait.collect.api import management, tracking
+from plait.collect.api import management, tracking, tracking_cors
 from plait.collect.group_commit import GroupCommitter
 from plait.collect.ingest import rules_from_settings
 from plait.core.db import get_engine
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(identity_api)
     app.include_router(analytics_api)
     install_dashboard(app)
+    app.middleware("http")(tracking_cors)
     _install_error_handlers(app)
 
     @app.get("/health", tags=["meta"])

@@ -476,3 +476,26 @@ def test_page_category_is_kept(client, engine, source) -> None:
         source["write_key"],
     )
     assert stored(engine)[0]["properties"] == {"category": "Catalog"}
+
+
+def test_browsers_on_other_sites_may_send_events(client, engine, source) -> None:
+    preflight = client.options(
+        "/v1/t",
+        headers={
+            "origin": "https://shop.example.com",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type,authorization",
+        },
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    assert count(engine) == 0
+    body = {"userId": "u1", "event": "Clicked"}
+    sent = post(client, "/v1/t", body, source["write_key"], origin="https://shop.example.com")
+    assert sent.status_code == 200
+    assert sent.headers["access-control-allow-origin"] == "*"
+    refused = post(client, "/v1/t", body, "wrong key", origin="https://shop.example.com")
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == "*"  # the SDK can read why
+    assert "access-control-allow-origin" not in client.get("/api/events").headers

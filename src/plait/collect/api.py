@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
@@ -250,3 +250,24 @@ def post_source(
     """Create a source; the response carries its write key, shown this once."""
     with write(request.app.state.engine) as conn:
         return add_source(conn, request.app.state.settings, body.name, body.channel)
+
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Max-Age": "86400",
+}
+"""Browsers may send events from any site (analytics.js runs on the brand's own domain); the
+write key, not a cookie, authenticates, so no credentials are allowed."""
+
+
+async def tracking_cors(request: Request, call_next):  # type: ignore[no-untyped-def]
+    """HTTP middleware: answer CORS preflights for ``/v1/*`` and let browsers read replies."""
+    if not request.url.path.startswith("/v1/"):
+        return await call_next(request)
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers=CORS_HEADERS)
+    response = await call_next(request)
+    response.headers.update(CORS_HEADERS)
+    return response

@@ -42,6 +42,8 @@ def create_source(conn: Connection, name: str, channel: str | None = None) -> di
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise InvalidInput("a source name is 1 to 100 characters", field="name")
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        raise InvalidInput("a source name cannot contain control characters", field="name")
     if conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).first():
         raise Conflict(f"a source named {name!r} exists already", field="name")
     write_key = new_secret(32)
