@@ -25,12 +25,16 @@ from plait.identity.api import identity_api
 from plait.migrations import upgrade
 from plait.profiles.api import profiles_api
 from plait.web.app import install_dashboard, is_page_request, page_error, page_error_for
+from plait.web.warmup import start_warming
 
 log = logging.getLogger("plait.server")
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
-    """The Plait application for ``settings`` (``plait serve`` adds the upkeep process)."""
+def create_app(
+    settings: Settings | None = None, *, migrate: bool = True, warm: bool = False
+) -> FastAPI:
+    """The Plait application for ``settings`` (``plait serve`` adds the upkeep process and,
+    with ``warm``, keeps the dashboard's default views computed)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
@@ -38,9 +42,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         if migrate:
             await run_in_threadpool(upgrade, app.state.engine)
         app.state.committer = GroupCommitter(app.state.engine)
+        warming = start_warming(app.state.engine, settings) if warm else None
         try:
             yield
         finally:
+            if warming is not None:
+                warming.set()
             await run_in_threadpool(app.state.committer.close)
 
     app = FastAPI(title="Plait", version=__version__, lifespan=lifespan)

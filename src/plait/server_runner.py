@@ -10,7 +10,7 @@ import uvicorn
 from plait import __version__
 from plait.core.console import console
 from plait.core.db import get_engine
-from plait.core.settings import Settings
+from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
 from plait.upkeep import run_upkeep
 
@@ -19,7 +19,8 @@ def app_factory():  # type: ignore[no-untyped-def]
     """The application, for uvicorn's ``--factory`` (worker processes build their own)."""
     from plait.server import create_app
 
-    return create_app(migrate=False)
+    settings = get_settings()
+    return create_app(settings, migrate=False, warm=settings.server.warm_dashboard)
 
 
 def run_server(

@@ -45,6 +45,10 @@ class ServerSettings(BaseModel):
     login_max_failures_per_address: int = Field(20, ge=1)
     """Failed sign-ins per client IP address within the window."""
     login_window_minutes: float = Field(15, gt=0)
+    warm_dashboard: bool = True
+    """Recompute the analytics pages' default views after new data reaches the lake."""
+    warm_interval_seconds: float = Field(60, gt=0)
+    """At most one warm-up per interval, however often the lake syncs."""
 
 
 class IdentitySettings(BaseModel):

@@ -15,6 +15,7 @@
         spec.layout || {}
       );
       var config = Object.assign({ displaylogo: false, responsive: true }, spec.config || {});
+      if (layout.height) el.style.height = layout.height + "px";  // keeps its size on resize
       window.Plotly.react(el, spec.data, layout, config);
     });
   }
