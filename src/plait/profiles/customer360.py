@@ -28,6 +28,11 @@ SUMMARY_LENGTH = 200
 
 def customer_events(root_id: UUID) -> sa.FromClause:
     """Events joined to the customer ``root_id`` through their anchor identifier."""
+    return customers_events([root_id])
+
+
+def customers_events(roots: Sequence[UUID]) -> sa.FromClause:
+    """Events of the customers ``roots``, each with its customer's id (``profiles.root_id``)."""
     return events.join(
         identities,
         sa.and_(
@@ -36,7 +41,7 @@ def customer_events(root_id: UUID) -> sa.FromClause:
         ),
     ).join(
         profiles,
-        sa.and_(profiles.c.id == identities.c.profile_id, profiles.c.root_id == root_id),
+        sa.and_(profiles.c.id == identities.c.profile_id, profiles.c.root_id.in_(roots)),
     )
 
 

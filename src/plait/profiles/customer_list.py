@@ -14,9 +14,14 @@ from sqlalchemy.engine import Connection
 from plait.collect.event_store import events
 from plait.core.clock import isoformat
 from plait.core.settings import ProfileSettings
-from plait.identity.graph import customer_summaries, identities, members, profiles
+from plait.identity.graph import customer_summaries, members, profiles
 from plait.identity.suggestions import identity_suggestions
-from plait.profiles.customer360 import contact_dict, customer_events, number_property
+from plait.profiles.customer360 import (
+    contact_dict,
+    customer_events,
+    customers_events,
+    number_property,
+)
 from plait.profiles.lifecycle import lifecycle_stage
 from plait.profiles.traits import resolve_traits
 
@@ -52,20 +57,6 @@ def add_activity(
     return rows
 
 
-def _joined(roots: Sequence[UUID]) -> sa.FromClause:
-    """Events of the customers ``roots``, each with its customer's id (``profiles.root_id``)."""
-    return events.join(
-        identities,
-        sa.and_(
-            events.c.identity_kind == identities.c.kind,
-            events.c.identity_value == identities.c.value,
-        ),
-    ).join(
-        profiles,
-        sa.and_(profiles.c.id == identities.c.profile_id, profiles.c.root_id.in_(roots)),
-    )
-
-
 def _stated_stages(
     conn: Connection, roots: Sequence[UUID], settings: ProfileSettings
 ) -> dict[UUID, Any]:
@@ -99,7 +90,7 @@ def _order_totals(
             sa.func.min(currency).filter(is_order),
             sa.func.max(currency).filter(is_order),
         )
-        .select_from(_joined(roots))
+        .select_from(customers_events(roots))
         .where(
             events.c.type == "track",
             events.c.event.in_([*settings.order_events, *settings.qualified_events]),
@@ -134,7 +125,7 @@ def last_contacts(
             events.c.properties,
             rank.label("rank"),
         )
-        .select_from(_joined(roots))
+        .select_from(customers_events(roots))
         .where(events.c.type == "track", events.c.event.in_(settings.contact_events))
         .subquery()
     )
