@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from plait.core.clock import isoformat, parse_timestamp
+from plait.core.clock import isoformat, parse_timestamp, utcnow
 from plait.core.db import InsertPlan, JSONValue, UTCDateTime, insert_plan, metadata, read, write
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
@@ -434,3 +434,27 @@ def _after_cursor(query: sa.Select, time_col: Any, id_col: Any, cursor: str | No
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("the cursor is not one this API gave out", field="cursor") from None
     return query.where(sa.or_(time_col < moment, sa.and_(time_col == moment, id_col < row_id)))
+
+
+def events_after(
+    conn: Connection, source_id: UUID, after: int | None, limit: int, *, settle: timedelta
+) -> tuple[list[Any], int]:
+    """A source's events in arrival order (``seq``), newest first, above ``after``; and a
+    cursor that stays behind events too recent to be sure nothing arrives before them."""
+    query = (
+        sa.select(events, sources.c.name.label("source"))
+        .join(sources, sources.c.id == events.c.source_id)
+        .where(events.c.source_id == source_id)
+    )
+    if after is not None:
+        query = query.where(events.c.seq > after)
+    found = [row._mapping for row in conn.execute(query.order_by(events.c.seq.desc()).limit(limit))]
+    settled_before = utcnow() - settle
+    settled = [row["seq"] for row in found if row["received_at"] <= settled_before]
+    if settled:
+        cursor = max(settled)
+    elif found:
+        cursor = max(after or 0, min(row["seq"] for row in found) - 1)
+    else:
+        cursor = after or 0
+    return found, cursor

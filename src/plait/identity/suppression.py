@@ -6,14 +6,17 @@ not hold the personal data it protects.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Collection, Iterable
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from plait.core.clock import utcnow
+from plait.core.clock import parse_timestamp, utcnow
 from plait.core.db import UTCDateTime, chunks, metadata
+from plait.core.errors import InvalidInput
 from plait.identity.identifiers import Identifier, suppression_key
 
 suppressed_identifiers = sa.Table(
@@ -63,3 +66,46 @@ def suppress(conn: Connection, identifiers: Iterable[Identifier], profile_id: UU
 
 def is_suppressed(conn: Connection, identifier: Identifier) -> bool:
     return bool(suppressed_keys(conn, [suppression_key(identifier)]))
+
+
+def list_suppressed(
+    conn: Connection, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The suppression list newest first (keyset on time and digest): what is stored — the
+    identifier's kind and digest, never its value — and whose erasure put it there."""
+    table = suppressed_identifiers
+    query = sa.select(table).order_by(table.c.created_at.desc(), table.c.key.desc())
+    if cursor:
+        moment, key = _decode_suppressed_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                table.c.created_at < moment,
+                sa.and_(table.c.created_at == moment, table.c.key < key),
+            )
+        )
+    rows = conn.execute(query.limit(limit + 1)).mappings().all()
+    page = [
+        {
+            "kind": row["kind"],
+            "key": row["key"],
+            "profile_id": str(row["profile_id"]),
+            "created_at": row["created_at"].isoformat(),
+        }
+        for row in rows[:limit]
+    ]
+    if len(rows) <= limit:
+        return page, None
+    last = rows[limit - 1]
+    text = f"{last['created_at'].isoformat()}|{last['key']}"
+    return page, base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def _decode_suppressed_cursor(cursor: str) -> tuple[Any, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        moment_text, _, key = text.partition("|")
+        return parse_timestamp(moment_text), key
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(
+            "that cursor was not given out by this list", field="suppressed_cursor"
+        ) from None

@@ -4,7 +4,6 @@ paged newest first through its service's cursor."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 from typing import Annotated, Any
@@ -17,12 +16,11 @@ from fastapi.responses import Response
 from sqlalchemy.engine import Connection
 
 from plait.collect.event_store import list_rejected, rejected_events
-from plait.core.clock import parse_timestamp
 from plait.core.db import read
 from plait.core.errors import InvalidInput
 from plait.core.sources import list_sources, sources
 from plait.identity.graph import identity_refusals, list_refusals
-from plait.identity.suppression import suppressed_identifiers
+from plait.identity.suppression import list_suppressed, suppressed_identifiers
 from plait.web.access import viewer
 from plait.web.sessions import SignedIn
 from plait.web.templating import MISSING, render
@@ -57,6 +55,7 @@ def quality_page(
         )
         refusals, refusals_next = list_refusals(conn, limit=PAGE, before=refusals_before)
         suppressed, suppressed_next = list_suppressed(conn, limit=PAGE, cursor=suppressed_cursor)
+        suppressed = [{**row, "created": _moment_text(row["created_at"])} for row in suppressed]
         counts = _counts(conn, source)
     params = {
         "source": source,
@@ -85,49 +84,6 @@ def quality_page(
         },
     }
     return render(request, "quality.html", context)
-
-
-def list_suppressed(
-    conn: Connection, *, limit: int = 50, cursor: str | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
-    """The suppression list newest first (keyset on time and digest): what is stored — the
-    identifier's kind and digest, never its value — and whose erasure put it there."""
-    table = suppressed_identifiers
-    query = sa.select(table).order_by(table.c.created_at.desc(), table.c.key.desc())
-    if cursor:
-        moment, key = _decode_suppressed_cursor(cursor)
-        query = query.where(
-            sa.or_(
-                table.c.created_at < moment,
-                sa.and_(table.c.created_at == moment, table.c.key < key),
-            )
-        )
-    rows = conn.execute(query.limit(limit + 1)).mappings().all()
-    page = [
-        {
-            "kind": row["kind"],
-            "key": row["key"],
-            "profile_id": str(row["profile_id"]),
-            "created": _moment_text(row["created_at"].isoformat()),
-        }
-        for row in rows[:limit]
-    ]
-    if len(rows) <= limit:
-        return page, None
-    last = rows[limit - 1]
-    text = f"{last['created_at'].isoformat()}|{last['key']}"
-    return page, base64.urlsafe_b64encode(text.encode()).decode()
-
-
-def _decode_suppressed_cursor(cursor: str) -> tuple[Any, str]:
-    try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        moment_text, _, key = text.partition("|")
-        return parse_timestamp(moment_text), key
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(
-            "the cursor is not one this page gave out", field="suppressed_cursor"
-        ) from None
 
 
 def _uuid_cursor(cursor: str | None) -> UUID | None:

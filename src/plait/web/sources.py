@@ -15,12 +15,11 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Connection
 
-from plait.collect.event_store import event_dict, events
+from plait.collect.event_store import event_dict, events, events_after
 from plait.collect.sources import add_source, known_channels
-from plait.core.clock import utcnow
 from plait.core.db import read, write
 from plait.core.errors import Forbidden, NotFound, PlaitError
-from plait.core.sources import list_sources, sources
+from plait.core.sources import list_sources
 from plait.web.access import editor, viewer
 from plait.web.sessions import SignedIn
 from plait.web.templating import MISSING, channel_icon, render
@@ -102,24 +101,8 @@ def source_events(
 def newer_events(
     conn: Connection, source_id: UUID, after: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """A source's events in arrival order (``seq``), newest first, above ``after``; and a
-    cursor that stays behind events too recent to be sure nothing arrives before them."""
-    query = (
-        sa.select(events, sources.c.name.label("source"))
-        .join(sources, sources.c.id == events.c.source_id)
-        .where(events.c.source_id == source_id)
-    )
-    if after is not None:
-        query = query.where(events.c.seq > after)
-    found = [row._mapping for row in conn.execute(query.order_by(events.c.seq.desc()).limit(limit))]
-    settled_before = utcnow() - SETTLE
-    settled = [row["seq"] for row in found if row["received_at"] <= settled_before]
-    if settled:
-        cursor = max(settled)
-    elif found:
-        cursor = max(after or 0, min(row["seq"] for row in found) - 1)
-    else:
-        cursor = after or 0
+    """The debugger's rows above ``after`` and the cursor for the next poll."""
+    found, cursor = events_after(conn, source_id, after, limit, settle=SETTLE)
     return [debugger_row(row) for row in found], cursor
 
 
