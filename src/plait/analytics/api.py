@@ -13,7 +13,14 @@ from plait.analytics.catalog import MODELS
 from plait.analytics.options import with_options
 from plait.analytics.period import Period, period
 from plait.analytics.report_cache import cached_report
-from plait.analytics.reports import attribution, channel_report, funnel, paths, transitions
+from plait.analytics.reports import (
+    attribution,
+    channel_report,
+    channel_totals,
+    funnel,
+    paths,
+    transitions,
+)
 from plait.core.auth import Principal, require
 
 analytics_api = APIRouter(prefix="/api/analytics", tags=["analytics"])
@@ -58,14 +65,7 @@ async def get_channels(
     """Sessions, contacts, qualified, sales and revenue per channel under ``model``."""
     span = period(first, last, tz)
     table = await _run(request, channel_report, span, model, options=options)
-    totals = table.drop(columns=["channel"]).sum(numeric_only=True)
-    for rate, numerator in (
-        ("contact_rate", "contacts"),
-        ("qualified_rate", "qualified"),
-        ("sale_rate", "sales"),
-    ):
-        totals[rate] = totals[numerator] / totals["sessions"] if totals["sessions"] else 0.0
-    return _body(span, table, model=model, totals=totals.to_dict())
+    return _body(span, table, model=model, totals=channel_totals(table))
 
 
 @analytics_api.get("/attribution")

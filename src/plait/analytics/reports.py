@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import ibis
 import pandas as pd
@@ -46,6 +47,8 @@ from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
 
 PLURAL = {"contact": "contacts", "qualified": "qualified", "sale": "sales"}
+RATES = {"contact_rate": "contacts", "qualified_rate": "qualified", "sale_rate": "sales"}
+"""Each conversion rate of the channel report and the conversions it counts per session."""
 CHAIN_COLUMNS = ("journey_id", "channel", "pos", "n", "conversions", "nulls", "value")
 DAILY_COUNTS = ("sessions", "contacts", "qualified", "sales")
 _DAY_BOUNDS = pa.schema(
@@ -133,9 +136,8 @@ def channel_report(
     report[["sessions", "sessions_by_original_channel"]] = report[
         ["sessions", "sessions_by_original_channel"]
     ].astype("int64")
-    report["contact_rate"] = _rate(report.contacts, report.sessions)
-    report["qualified_rate"] = _rate(report.qualified, report.sessions)
-    report["sale_rate"] = _rate(report.sales, report.sessions)
+    for rate, numerator in RATES.items():
+        report[rate] = _rate(report[numerator], report.sessions)
     columns = [
         "channel",
         "sessions",
@@ -170,6 +172,18 @@ def daily_totals(
         dated.group_by("day_index").agg(**{name: dated[name].sum() for name in measures})
     )
     return _every_day(per_day, [day for day, _, _ in calendar])
+
+
+def channel_totals(table: pd.DataFrame, suffixes: tuple[str, ...] = ("",)) -> dict[str, Any]:
+    """The totals row of a channel report: column sums, and each rate as summed conversions
+    over summed sessions (not a sum of rates). ``suffixes`` name the models of a report whose
+    conversion columns carry one per model (``sales:linear``)."""
+    totals: dict[str, Any] = table.drop(columns=["channel"]).sum(numeric_only=True).to_dict()
+    sessions = totals["sessions"]
+    for rate, numerator in RATES.items():
+        for suffix in suffixes:
+            totals[rate + suffix] = totals[numerator + suffix] / sessions if sessions else 0.0
+    return totals
 
 
 def attribution(

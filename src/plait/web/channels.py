@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from plait.analytics.catalog import DATA_DRIVEN_MODELS, MODELS, RULE_MODELS, check_models
 from plait.analytics.period import Period
 from plait.analytics.report_cache import cached_report
-from plait.analytics.reports import channel_report
+from plait.analytics.reports import channel_report, channel_totals
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
 from plait.web.access import viewer
@@ -157,7 +157,8 @@ def channel_table(
     reports = [cached_report(engine, settings, channel_report, span, model) for model in models]
     table = _side_by_side(reports, models)
     columns = _columns(table, models)
-    totals = _totals(table, models)
+    totals = channel_totals(table, tuple(f":{model}" for model in models))
+    totals["channel"] = "Total"
     rows = table[[column.key for column in columns]].values.tolist()
     return ChannelTable(columns, rows, [totals[column.key] for column in columns], models)
 
@@ -198,20 +199,6 @@ def _columns(table: pd.DataFrame, models: list[str]) -> list[Column]:
 def _digits(values: pd.Series) -> int:
     """Whole numbers without decimals; shared credit (linear, Markov, …) with two."""
     return 0 if ((values - values.round()).abs() < 1e-9).all() else 2
-
-
-def _totals(table: pd.DataFrame, models: list[str]) -> dict[str, Any]:
-    """Sums of the columns; each rate is the summed conversions over the summed sessions,
-    as the API computes them."""
-    totals: dict[str, Any] = table.drop(columns=["channel"]).sum(numeric_only=True).to_dict()
-    totals["channel"] = "Total"
-    for rate, _, numerator in RATES:
-        for model in models:
-            sessions = totals["sessions"]
-            totals[f"{rate}:{model}"] = (
-                totals[f"{numerator}:{model}"] / sessions if sessions else 0.0
-            )
-    return totals
 
 
 def charts(table: ChannelTable) -> list[dict[str, Any]]:
