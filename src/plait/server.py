@@ -22,6 +22,9 @@ from plait.core.db import get_engine
 from plait.core.errors import PlaitError
 from plait.core.settings import Settings, get_settings
 from plait.identity.api import identity_api
+from plait.inbox.api import inbox_api
+from plait.inbox.connectors.webhook_routers import webhook_routers
+from plait.inbox.outbox import DeliveryWorker
 from plait.migrations import upgrade
 from plait.profiles.api import profiles_api
 from plait.web.app import install_dashboard, is_page_request, page_error, page_error_for
@@ -42,12 +45,14 @@ def create_app(
         if migrate:
             await run_in_threadpool(upgrade, app.state.engine)
         app.state.committer = GroupCommitter(app.state.engine)
+        app.state.delivery = DeliveryWorker(app.state.engine, settings).start()
         warming = start_warming(app.state.engine, settings) if warm else None
         try:
             yield
         finally:
             if warming is not None:
                 warming.set()
+            await run_in_threadpool(app.state.delivery.stop)
             await run_in_threadpool(app.state.committer.close)
 
     app = FastAPI(title="Plait", version=__version__, lifespan=lifespan)
@@ -60,6 +65,9 @@ def create_app(
     app.include_router(profiles_api)
     app.include_router(identity_api)
     app.include_router(analytics_api)
+    app.include_router(inbox_api)
+    for router in webhook_routers():
+        app.include_router(router)
     install_dashboard(app)
     app.middleware("http")(tracking_cors)
     _install_error_handlers(app)

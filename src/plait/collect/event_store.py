@@ -12,11 +12,19 @@ from uuid import UUID
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from plait.core.clock import isoformat, parse_timestamp, utcnow
-from plait.core.db import InsertPlan, JSONValue, UTCDateTime, insert_plan, metadata, read, write
+from plait.core.db import (
+    InsertPlan,
+    JSONValue,
+    UTCDateTime,
+    dialect_insert,
+    insert_plan,
+    metadata,
+    read,
+    write,
+)
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
 from plait.identity.suppression import suppressed_keys
@@ -177,7 +185,7 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
     rejected_rows = [row for batch in batches for row in batch.rejected]
     rejected_rows += [suppressed_row(batches[i].rows[p]) for i, p in sorted(suppressed)]
     if rejected_rows:
-        conn.execute(_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
+        conn.execute(dialect_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
     return [
         Stored(
             accepted=accepted[index],
@@ -252,11 +260,6 @@ def _claim_message_ids(
         by_stored[(stored, message)]
         for stored, message in _seen_plan(conn.dialect).execute(conn, params)
     ]
-
-
-def _insert(conn: Connection) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
 
 
 def rejection_row(

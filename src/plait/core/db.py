@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
@@ -338,6 +339,11 @@ def dispose_engines() -> None:
     for engine in _engines.values():
         engine.dispose()
     _engines.clear()
+
+
+def dialect_insert(conn: Connection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING / DO UPDATE."""
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
 
 
 def escape_like(text: str) -> str:

@@ -173,6 +173,54 @@ class AnalyticsSettings(BaseModel):
     spark_master: str = "local[2]"
 
 
+class BusinessHours(BaseModel):
+    """When the team works, for SLA clocks: opening hours per weekday and holidays."""
+
+    timezone: str = "UTC"
+    days: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")
+        }
+    )
+    """Weekday (mon…sun) to opening intervals ``HH:MM-HH:MM``; a missing day is closed."""
+    holidays: list[str] = Field(default_factory=list)
+    """Closed dates, ``YYYY-MM-DD``."""
+
+
+class SlaPolicy(BaseModel):
+    """Response and resolution targets, counted in business hours (0 turns one off)."""
+
+    first_response_minutes: float = Field(60, ge=0)
+    next_response_minutes: float = Field(240, ge=0)
+    resolution_minutes: float = Field(1440, ge=0)
+    warn_fraction: float = Field(0.8, gt=0, le=1)
+    """A deadline is *at risk* once this much of its time has passed."""
+
+
+class InboxSettings(BaseModel):
+    """The inbox: provider endpoints, the outbox's retries, assignment and SLAs."""
+
+    twilio_api_url: str = "https://api.twilio.com"
+    meta_graph_url: str = "https://graph.facebook.com/v21.0"
+    telegram_api_url: str = "https://api.telegram.org"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, gt=0, lt=65536)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    reply_domain: str | None = None
+    """Where replies to conversation emails go: ``reply+<token>@reply_domain``."""
+    max_attempts: int = Field(8, ge=1)
+    retry_seconds: float = Field(5, gt=0)
+    """The first retry's delay; each later one doubles it."""
+    provider_timeout_seconds: float = Field(10, gt=0)
+    agent_capacity: int = Field(10, ge=1)
+    business_hours: BusinessHours = BusinessHours()
+    sla: SlaPolicy = SlaPolicy()
+    csat: bool = True
+    """Ask for a rating from 1 to 5 when a conversation is resolved."""
+
+
 class Settings(BaseSettings):
     """Everything configurable in Plait; each field has a default and an env override."""
 
@@ -192,6 +240,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     profiles: ProfileSettings = ProfileSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    inbox: InboxSettings = InboxSettings()
 
     @model_validator(mode="after")
     def _derive_locations(self) -> Settings:

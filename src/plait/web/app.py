@@ -17,7 +17,16 @@ from plait.web.sessions import signed_in
 from plait.web.templating import PLOTLY_JS, PLOTLY_URL, render
 
 STATIC = Path(__file__).parent / "static"
-NOT_PAGES = ("/api/", "/v1/", "/health", "/static/", "/docs", "/openapi.json", "/redoc")
+NOT_PAGES = (
+    "/api/",
+    "/v1/",
+    "/webhooks/",
+    "/health",
+    "/static/",
+    "/docs",
+    "/openapi.json",
+    "/redoc",
+)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "

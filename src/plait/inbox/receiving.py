@@ -1,0 +1,212 @@
+"""Inbound messages from any connector: stored with their event in one transaction (once per
+provider message id), then routed to the customer's conversation.
+
+A message is acknowledged to the provider once it is durable; routing follows at once but
+may also be finished later by :func:`plait.inbox.routing.route_pending`, so a crash between
+the two loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from plait.collect.event_store import store
+from plait.collect.messages import Envelope, InvalidMessage, Rules, normalize
+from plait.core.clock import isoformat, utcnow
+from plait.core.db import dialect_insert, write
+from plait.core.errors import InvalidInput
+from plait.core.ids import uuid7
+from plait.core.settings import Settings
+from plait.core.sources import Source
+from plait.inbox.inboxes import Inbox
+from plait.inbox.routing import route_pending
+from plait.inbox.schema import messages, webhook_receipts
+
+SUMMARY_LENGTH = 200
+MAX_BODY = 100_000
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message from a customer, as a connector parsed it from the provider's format.
+
+    ``contact`` is the customer's address on the channel (phone number, email address,
+    ``wa_id``, chat id…): replies go there. ``traits`` and ``external_ids`` are identifiers
+    for the identity graph (``{"phone": …}``, ``[("whatsapp_id", …)]``).
+    """
+
+    provider_id: str
+    contact: str
+    body: str
+    traits: Mapping[str, Any] = field(default_factory=dict)
+    external_ids: Sequence[tuple[str, str]] = ()
+    anonymous_id: str | None = None
+    sent_at: datetime | None = None
+    subject: str | None = None
+    attachments: Sequence[Mapping[str, Any]] = ()
+    event: str = "Message Received"
+    email_message_id: str | None = None
+    in_reply_to: str | None = None
+    references: Sequence[str] = ()
+    token: str | None = None
+    """A conversation token the customer's reply carried (the email reply-to address)."""
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What became of an inbound message."""
+
+    message_id: UUID
+    duplicate: bool
+    conversation_id: UUID | None = None
+
+
+def receive(
+    engine: Engine, settings: Settings, rules: Rules, inbox: Inbox, inbound: Inbound
+) -> Received:
+    """Store an inbound message and its event (nothing if the provider id was seen), then
+    route it to its conversation."""
+    with write(engine) as conn:
+        stored = store_inbound(conn, rules, inbox, inbound)
+    if stored.duplicate:
+        return stored
+    routed = route_pending(engine, settings, only=[stored.message_id])
+    return Received(stored.message_id, False, routed.get(stored.message_id))
+
+
+def store_inbound(conn: Connection, rules: Rules, inbox: Inbox, inbound: Inbound) -> Received:
+    """Insert the message and its event in ``conn``'s transaction; a provider id already
+    stored for this inbox makes it a duplicate and writes nothing."""
+    _check(inbound)
+    now = utcnow()
+    message_id = uuid7()
+    event = message_event(
+        rules,
+        inbox,
+        direction="inbound",
+        event=inbound.event,
+        message_id=message_id,
+        contact=inbound.contact,
+        body=inbound.body,
+        subject=inbound.subject,
+        at=inbound.sent_at or now,
+        traits=inbound.traits,
+        external_ids=inbound.external_ids,
+        anonymous_id=inbound.anonymous_id,
+        properties=inbound.properties,
+    )
+    inserted = conn.execute(
+        dialect_insert(conn)(messages)
+        .values(
+            id=message_id,
+            inbox_id=inbox.id,
+            direction="in",
+            channel=inbox.channel,
+            contact=inbound.contact,
+            sender_name=inbound.traits.get("name"),
+            subject=inbound.subject,
+            body=inbound.body,
+            attachments=list(inbound.attachments) or None,
+            provider_id=inbound.provider_id,
+            status="received",
+            email_message_id=inbound.email_message_id,
+            in_reply_to=inbound.in_reply_to,
+            references=list(inbound.references) or None,
+            thread_token=inbound.token,
+            event_id=event["id"],
+            created_at=inbound.sent_at or now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing()
+        .returning(messages.c.id)
+    ).first()
+    if inserted is None:
+        existing = conn.execute(
+            sa.select(messages.c.id, messages.c.conversation_id).where(
+                messages.c.inbox_id == inbox.id, messages.c.provider_id == inbound.provider_id
+            )
+        ).one()
+        return Received(existing.id, True, existing.conversation_id)
+    store(conn, [event], [])
+    return Received(message_id, False)
+
+
+def message_event(
+    rules: Rules,
+    inbox: Inbox,
+    *,
+    direction: str,
+    event: str,
+    message_id: UUID,
+    contact: str,
+    body: str,
+    subject: str | None,
+    at: datetime,
+    traits: Mapping[str, Any] = {},
+    external_ids: Sequence[tuple[str, str]] = (),
+    anonymous_id: str | None = None,
+    properties: Mapping[str, Any] = {},
+) -> dict[str, Any]:
+    """The ``events`` row that puts a message on the customer's timeline (and, inbound, makes
+    it a touch of the inbox's channel)."""
+    summary = " ".join(body.split())[:SUMMARY_LENGTH] or (subject or "")[:SUMMARY_LENGTH]
+    context: dict[str, Any] = {"channel": inbox.event_channel}
+    if traits:
+        context["traits"] = dict(traits)
+    if external_ids:
+        context["externalIds"] = [
+            {"id": value, "type": kind, "collection": "users", "encoding": "none"}
+            for kind, value in external_ids
+        ]
+    message = {
+        "type": "track",
+        "event": event,
+        "anonymousId": anonymous_id or f"{inbox.channel}:{contact}",
+        "messageId": f"inbox-{message_id}",
+        "timestamp": isoformat(at),
+        "properties": {
+            **properties,
+            "direction": direction,
+            "summary": summary,
+            "subject": subject,
+            "inbox": inbox.name,
+            "message_id": str(message_id),
+        },
+        "context": context,
+    }
+    envelope = Envelope(Source(inbox.source_id, f"inbox: {inbox.name}", inbox.event_channel), at)
+    try:
+        return normalize(message, envelope, rules, check_size=False)
+    except InvalidMessage as exc:
+        raise InvalidInput(exc.message, code=exc.code, field=exc.field) from None
+
+
+def _check(inbound: Inbound) -> None:
+    if not inbound.provider_id or len(inbound.provider_id) > 500:
+        raise InvalidInput("a message needs a provider message id", field="provider_id")
+    if not inbound.contact or not inbound.contact.strip():
+        raise InvalidInput("a message needs its sender's address", field="contact")
+    if len(inbound.body) > MAX_BODY:
+        raise InvalidInput(f"a message may be at most {MAX_BODY} characters", field="body")
+    if "\x00" in inbound.body:
+        raise InvalidInput("a message may not contain the NUL character", field="body")
+
+
+def mark_delivery(conn: Connection, inbox: Inbox, delivery_id: str) -> bool:
+    """Record a non-message webhook delivery (a status update, a Telegram update id);
+    False if it was handled before."""
+    done = conn.execute(
+        dialect_insert(conn)(webhook_receipts)
+        .values(inbox_id=inbox.id, delivery_id=delivery_id[:200], received_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(webhook_receipts.c.inbox_id)
+    ).first()
+    return done is not None
