@@ -16,6 +16,7 @@ from plait.core.console import errors
 from plait.core.errors import PlaitError
 from plait.demo.cli import demo_command
 from plait.identity.cli import identity_app
+from plait.inbox.cli import inboxes_app
 from plait.profiles.cli import profiles_app, resolve_command
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.add_typer(lake_app, name="lake")
 app.add_typer(profiles_app, name="profiles")
 app.add_typer(identity_app, name="identity")
 app.add_typer(report_app, name="report")
+app.add_typer(inboxes_app, name="inboxes")
 identity_app.command("resolve")(resolve_command)
 app.command("import")(import_command)
 app.command("demo")(demo_command)
