@@ -342,3 +342,15 @@ def message_dict(row: Any) -> dict[str, Any]:
         "error": row.get("error"),
         "created_at": isoformat(row["created_at"]),
     }
+
+
+def wake_snoozed(engine: Engine) -> int:
+    """Reopen snoozed conversations whose time has come; returns how many."""
+    now = utcnow()
+    with write(engine) as conn:
+        done = conn.execute(
+            conversations.update()
+            .where(conversations.c.status == "snoozed", conversations.c.snoozed_until <= now)
+            .values(status="open", snoozed_until=None, updated_at=now)
+        )
+    return done.rowcount

@@ -28,7 +28,7 @@ from plait.core.ids import uuid7
 from plait.core.settings import Settings
 from plait.identity.graph import identities, profiles
 from plait.inbox.connectors import DeliveryFailed, Outgoing, sender_for
-from plait.inbox.conversations import message_dict
+from plait.inbox.conversations import message_dict, wake_snoozed
 from plait.inbox.inboxes import CONTACT_KINDS, Inbox, get_inbox
 from plait.inbox.receiving import MAX_BODY, message_event
 from plait.inbox.routing import customer_of, route_pending
@@ -460,6 +460,7 @@ class DeliveryWorker:
                 while deliver_due(self.engine, self.settings).sent and not self._stop.is_set():
                     pass
                 route_pending(self.engine, self.settings)
+                wake_snoozed(self.engine)
             except Exception:
                 log.exception("outbox round failed")
             self._wake.wait(self.poll_seconds)
