@@ -26,6 +26,7 @@ def demo_command(
     from plait.analytics import channel_report, period
     from plait.collect.replication import sync_lake
     from plait.demo.build import build_demo, reset_demo_admin
+    from plait.demo.inbox import demo_inbox_summary, seed_demo_inbox
     from plait.identity.graph import customer_count
     from plait.identity.identity_map import export_identity_map
     from plait.identity.suggestions import suggest
@@ -55,6 +56,7 @@ def demo_command(
     lake = sync_lake(engine, settings)
     export_identity_map(engine, settings)
     suggested = suggest(engine)
+    seed_demo_inbox(engine, settings)
     with write(engine) as conn:
         token = create_token(conn, "admin", "demo admin")
         customers_now = customer_count(conn)
@@ -72,6 +74,7 @@ def demo_command(
         "url": url,
         "admin_token": token["token"],
         "suggestions": suggested.new,
+        "conversations": demo_inbox_summary(engine),
         "dashboard": {"url": f"{url}/", "email": admin_email, "password": admin_password},
         "channels": channels.to_dict(orient="records"),
     }
