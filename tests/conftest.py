@@ -135,7 +135,7 @@ class LiveServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded two-core CI machine can take a while
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"plait serve exited: {self.process.stderr.read().decode()}")
@@ -144,7 +144,8 @@ class LiveServer:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError("plait serve did not come up within 30 s")
+        self.kill()
+        raise RuntimeError("plait serve did not come up within 90 s")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers, no flushing."""

@@ -17,6 +17,8 @@ from plait.core.errors import PlaitError
 from plait.demo.cli import demo_command
 from plait.identity.cli import identity_app
 from plait.inbox.cli import inboxes_app
+from plait.inbox.connectors.email_cli import imap_poll_command, smtp_command
+from plait.inbox.reports import report_inbox
 from plait.profiles.cli import profiles_app, resolve_command
 
 app = typer.Typer(
@@ -39,6 +41,9 @@ app.add_typer(inboxes_app, name="inboxes")
 identity_app.command("resolve")(resolve_command)
 app.command("import")(import_command)
 app.command("demo")(demo_command)
+report_app.command("inbox")(report_inbox)
+app.command("smtp")(smtp_command)
+inboxes_app.command("imap-poll")(imap_poll_command)
 
 
 @app.command()

@@ -24,6 +24,8 @@ from plait.core.settings import Settings, get_settings
 from plait.identity.api import identity_api
 from plait.inbox.api import inbox_api
 from plait.inbox.connectors.webhook_routers import webhook_routers
+from plait.inbox.csat import on_resolved
+from plait.inbox.csat import router as csat_router
 from plait.inbox.outbox import DeliveryWorker
 from plait.migrations import upgrade
 from plait.profiles.api import profiles_api
@@ -60,12 +62,14 @@ def create_app(
     app.state.engine = get_engine(settings)
     app.state.rules = rules_from_settings(settings)
     app.state.write_key_cache = {}
+    app.state.on_resolved = on_resolved(app.state)
     app.include_router(tracking)
     app.include_router(management)
     app.include_router(profiles_api)
     app.include_router(identity_api)
     app.include_router(analytics_api)
     app.include_router(inbox_api)
+    app.include_router(csat_router)
     for router in webhook_routers():
         app.include_router(router)
     install_dashboard(app)
@@ -93,7 +97,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+        location = [str(part) for part in first.get("loc", ())]
+        if location[:1] in (["body"], ["query"]):
+            location = location[1:]  # keep a field itself called "body" (a message's text)
         error = PlaitError(
             first.get("msg", "invalid request"),
             code="invalid_input",

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from plait.collect.event_store import prune_seen
 from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
-from plait.core.db import checkpoint, get_engine, write
+from plait.core.db import analyze, checkpoint, get_engine, write
 from plait.core.settings import Settings
 from plait.identity.identity_map import export_identity_map
 from plait.profiles.pipeline import resolve
@@ -27,6 +27,9 @@ from plait.web.login import purge_login_failures
 from plait.web.sessions import purge_sessions
 
 log = logging.getLogger("plait.upkeep")
+
+ANALYZE_SECONDS = 600
+"""How often SQLite's planner statistics are refreshed (PostgreSQL's autovacuum does it)."""
 
 
 def run_upkeep(settings: Settings, parent_pid: int) -> None:
@@ -43,7 +46,14 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
         name="plait-resolve",
         daemon=True,
     ).start()
+    analyzed = 0.0
     while os.getppid() == parent_pid:
+        if engine.dialect.name == "sqlite" and time.monotonic() - analyzed > ANALYZE_SECONDS:
+            try:
+                analyze(engine)
+            except Exception:
+                log.exception("ANALYZE failed")
+            analyzed = time.monotonic()
         try:
             upkeep_once(engine, settings)
         except Exception:

@@ -254,17 +254,21 @@ def post_source(
 
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding, Last-Event-ID",
     "Access-Control-Max-Age": "86400",
 }
-"""Browsers may send events from any site (analytics.js runs on the brand's own domain); the
-write key, not a cookie, authenticates, so no credentials are allowed."""
+"""Browsers may send events from any site (analytics.js runs on the brand's own domain), and
+the web chat widget runs there too; the write key or the visitor's chat token, not a cookie,
+authenticates, so no credentials are allowed. (A chat inbox's ``allowed_origins`` is checked
+by its endpoints, which refuse other sites.)"""
+CORS_PATHS = ("/v1/", "/chat/")
 
 
 async def tracking_cors(request: Request, call_next):  # type: ignore[no-untyped-def]
-    """HTTP middleware: answer CORS preflights for ``/v1/*`` and let browsers read replies."""
-    if not request.url.path.startswith("/v1/"):
+    """HTTP middleware: answer CORS preflights for ``/v1/*`` and ``/chat/*`` and let browsers
+    read replies."""
+    if not request.url.path.startswith(CORS_PATHS):
         return await call_next(request)
     if request.method == "OPTIONS":
         return Response(status_code=204, headers=CORS_HEADERS)

@@ -334,6 +334,21 @@ def checkpoint(engine: Engine) -> None:
         connection.close()
 
 
+def analyze(engine: Engine) -> None:
+    """Refresh the query planner's statistics. SQLite never gathers them by itself (without
+    them it can pick a poor index); a sampled ANALYZE keeps this cheap on large tables.
+    PostgreSQL's autovacuum does it, but not at once after a bulk load."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.driver_connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute("PRAGMA analysis_limit=1000")
+        cursor.execute("ANALYZE")
+        connection.commit()
+    finally:
+        connection.close()
+
+
 def dispose_engines() -> None:
     """Close every pooled connection (tests and forked workers call this)."""
     for engine in _engines.values():

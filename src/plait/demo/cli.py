@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from plait.core.auth import create_token
 from plait.core.clock import utcnow
 from plait.core.console import console, open_database, print_json, print_table
-from plait.core.db import write
+from plait.core.db import analyze, write
 from plait.core.settings import get_settings
 
 
@@ -57,6 +57,7 @@ def demo_command(
     export_identity_map(engine, settings)
     suggested = suggest(engine)
     seed_demo_inbox(engine, settings)
+    analyze(engine)
     with write(engine) as conn:
         token = create_token(conn, "admin", "demo admin")
         customers_now = customer_count(conn)

@@ -27,6 +27,7 @@ from plait.inbox.conversations import (
 )
 from plait.inbox.inboxes import EVENT_CHANNELS, create_inbox, ensure_team, list_inboxes
 from plait.inbox.outbox import add_note, reply, retry_message
+from plait.inbox.reports import GROUPS, report_json, report_period
 from plait.inbox.schema import canned_replies
 
 inbox_api = APIRouter(prefix="/api/inbox", tags=["inbox"])
@@ -186,7 +187,7 @@ def patch_conversation(
 def _after_resolve(request: Request, conversation_id: UUID) -> None:
     hook = getattr(request.app.state, "on_resolved", None)
     if hook is not None:
-        hook(conversation_id)
+        hook(conversation_id, str(request.base_url))
 
 
 @inbox_api.post("/conversations/{conversation_id}/messages", status_code=201)
@@ -229,6 +230,22 @@ def post_retry(request: Request, message_id: UUID, _p: Writer) -> dict[str, Any]
     if worker is not None:
         worker.wake()
     return {"retrying": str(message_id)}
+
+
+@inbox_api.get("/reports")
+def get_reports(
+    request: Request,
+    _p: Reader,
+    since: str | None = Query(None, description="first day, YYYY-MM-DD (default: 30 days ago)"),
+    until: str | None = Query(None, description="last day, inclusive (default: today)"),
+    by: str = Query("channel", description=f"one of {', '.join(GROUPS)}"),
+    tz: str = Query("UTC", description="time zone the days are in"),
+) -> dict[str, Any]:
+    """Volume, first response and resolution times (raw and business hours), SLA hit rate
+    and CSAT per channel, agent or team, with totals; times in seconds."""
+    span = report_period(since, until, tz)
+    with read(request.app.state.engine) as conn:
+        return report_json(conn, span, by)
 
 
 @inbox_api.get("/canned-replies")

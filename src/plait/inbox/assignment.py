@@ -94,3 +94,12 @@ def add_to_team(conn: Connection, team_id: UUID, user_id: UUID) -> None:
         .values(team_id=team_id, user_id=user_id)
         .on_conflict_do_nothing()
     )
+
+
+def remove_from_team(conn: Connection, team_id: UUID, user_id: UUID) -> None:
+    """Take a user out of a team (nothing if they are not in it)."""
+    conn.execute(
+        team_members.delete().where(
+            team_members.c.team_id == team_id, team_members.c.user_id == user_id
+        )
+    )

@@ -8,6 +8,7 @@ import typer
 
 from plait.core.console import JsonFlag, console, open_database, print_json, print_table
 from plait.core.db import read, write
+from plait.core.errors import InvalidInput
 from plait.core.settings import get_settings
 from plait.inbox.inboxes import EVENT_CHANNELS, create_inbox, list_inboxes
 
@@ -50,6 +51,15 @@ def inboxes_create(
     ] = None,
     api_url: Annotated[str | None, typer.Option(help="provider API base URL override")] = None,
     callback_url: Annotated[str | None, typer.Option(help="api channel: where replies go")] = None,
+    allowed_origin: Annotated[
+        list[str] | None, typer.Option(help="web chat: a site that may embed it (repeatable)")
+    ] = None,
+    option: Annotated[
+        list[str] | None, typer.Option(help="any other option, KEY=VALUE (e.g. imap_host=...)")
+    ] = None,
+    secret: Annotated[
+        list[str] | None, typer.Option(help="any other secret, KEY=VALUE (e.g. imap_password=...)")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an inbox and print its id and the webhook URL to give the provider."""
@@ -61,6 +71,7 @@ def inboxes_create(
         "addresses": list(address or []) or None,
         "api_url": api_url,
         "callback_url": callback_url,
+        "allowed_origins": " ".join(allowed_origin or []) or None,
     }
     secrets = {
         "auth_token": twilio_auth_token,
@@ -70,6 +81,8 @@ def inboxes_create(
         "bot_token": telegram_bot_token,
         "secret_token": telegram_secret_token,
     }
+    options.update(key_values(option, "--option"))
+    secrets.update(key_values(secret, "--secret"))
     with write(open_database()) as conn:
         inbox = webhook_url(
             create_inbox(conn, channel, name, options=options, secrets=secrets, team=team)
@@ -81,6 +94,27 @@ def inboxes_create(
     if inbox["webhook_url"]:
         console.print("Webhook URL:", highlight=False)
         console.print(inbox["webhook_url"], soft_wrap=True, highlight=False)
+    if inbox["channel"] == "web_chat":
+        console.print("Add this to your site's pages:", highlight=False)
+        console.print(embed_snippet(inbox), soft_wrap=True, highlight=False, markup=False)
+
+
+def embed_snippet(inbox: dict[str, Any]) -> str:
+    """The script tag that puts a web chat inbox's widget on a site."""
+    server = get_settings().server
+    base = (server.public_url or f"http://{server.host}:{server.port}").rstrip("/")
+    return f'<script src="{base}/chat/widget.js" data-inbox="{inbox["id"]}" async></script>'
+
+
+def key_values(pairs: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a mapping, or a clear error naming the flag."""
+    found = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"{flag} takes KEY=VALUE, not {pair!r}", field=flag)
+        found[key.strip()] = value
+    return found
 
 
 @inboxes_app.command("list")

@@ -113,6 +113,37 @@ def queue_query(
     return query
 
 
+def queue_counts(
+    conn: Connection, *, user_id: UUID | None, policy: SlaPolicy, now: datetime
+) -> dict[str, Any]:
+    """How many conversations each queue holds, and the open ones per inbox channel: one
+    pass over the open conversations (grouped by channel) and an index count of resolved."""
+    by_channel = conn.execute(
+        sa.select(
+            inboxes.c.channel,
+            sa.func.count().label("all"),
+            sa.func.count().filter(conversations.c.assignee_id == user_id).label("mine"),
+            sa.func.count().filter(conversations.c.assignee_id.is_(None)).label("unassigned"),
+            sa.func.count().filter(at_risk(policy, now)).label("at_risk"),
+        )
+        .select_from(conversations.join(inboxes, inboxes.c.id == conversations.c.inbox_id))
+        .where(conversations.c.status != "resolved")
+        .group_by(inboxes.c.channel)
+    ).all()
+    resolved = conn.execute(
+        sa.select(sa.func.count()).where(conversations.c.status == "resolved")
+    ).scalar_one()
+    counts: dict[str, Any] = {
+        queue: sum(getattr(row, queue) for row in by_channel)
+        for queue in ("mine", "unassigned", "all", "at_risk")
+    }
+    return {
+        **counts,
+        "resolved": resolved,
+        "channels": {row.channel: row.all for row in by_channel},
+    }
+
+
 def list_conversations(
     conn: Connection,
     queue: str,
@@ -129,10 +160,11 @@ def list_conversations(
     if before is not None:
         moment, last_id = before
         query = query.where(
+            conversations.c.last_message_at <= moment,  # an index range: the OR alone is not
             sa.or_(
                 conversations.c.last_message_at < moment,
                 sa.and_(conversations.c.last_message_at == moment, conversations.c.id < last_id),
-            )
+            ),
         )
     rows = conn.execute(query.limit(limit)).mappings().all()
     previews = _previews(conn, [row["id"] for row in rows])
@@ -150,6 +182,7 @@ def _previews(conn: Connection, ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
             messages.c.body,
             messages.c.direction,
             messages.c.channel,
+            messages.c.contact,
             sa.func.row_number()
             .over(
                 partition_by=messages.c.conversation_id,
@@ -166,6 +199,7 @@ def _previews(conn: Connection, ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
             "body": " ".join(row.body.split())[:140],
             "direction": row.direction,
             "channel": row.channel,
+            "contact": row.contact,
         }
         for row in rows
     }

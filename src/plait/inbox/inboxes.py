@@ -49,6 +49,8 @@ WEBHOOK_PATHS: Mapping[str, str] = {
     "messenger": "/webhooks/meta/{id}",
     "instagram": "/webhooks/meta/{id}",
     "telegram": "/webhooks/telegram/{id}",
+    "api": "/api/inbox/inboxes/{id}/messages",
+    "phone": "/api/inbox/inboxes/{id}/calls",
 }
 
 

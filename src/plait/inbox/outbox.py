@@ -38,6 +38,11 @@ from plait.inbox.sla import business_seconds
 log = logging.getLogger("plait.inbox.outbox")
 
 UNDELIVERED = ("queued", "failed")
+UNSENDABLE = {
+    "phone": "a phone inbox cannot send messages: log the call (POST "
+    "/api/inbox/inboxes/{inbox_id}/calls), or reply through another inbox (inbox_id)",
+}
+"""Channels no provider delivers to: a reply through them is refused at once."""
 
 
 @dataclass
@@ -57,12 +62,16 @@ def reply(
     author_id: UUID | None,
     inbox_id: UUID | None = None,
     subject: str | None = None,
+    answers: bool = True,
 ) -> dict[str, Any]:
-    """Queue a reply on the conversation's channel (or another inbox's: switching channel)."""
+    """Queue a reply on the conversation's channel (or another inbox's: switching channel).
+    An automated message (``answers=False``, e.g. the CSAT survey) stops no response clock."""
     body = _check_body(body)
     with write(engine) as conn:
         conversation = _conversation(conn, conversation_id)
         inbox = get_inbox(conn, inbox_id or conversation["inbox_id"])
+        if inbox.channel in UNSENDABLE:
+            raise InvalidInput(UNSENDABLE[inbox.channel], code="not_deliverable", field="inbox_id")
         contact = recipient(conn, conversation, inbox)
         now = utcnow()
         message_id = uuid7()
@@ -110,7 +119,10 @@ def reply(
             },
         )
         store(conn, [event], [])
-        _answered(conn, settings, conversation, now)
+        if answers:
+            answered(conn, settings, conversation, now)
+        else:
+            _touch(conn, conversation_id, now)
     return message_dict(row)
 
 
@@ -396,7 +408,7 @@ def _email_threading(
     return threading
 
 
-def _answered(conn: Connection, settings: Settings, conversation: Any, now: Any) -> None:
+def answered(conn: Connection, settings: Settings, conversation: Any, now: Any) -> None:
     """A reply stops the response clocks: records the first response time and clears the
     wait, noting a breach if a deadline had passed."""
     values: dict[str, Any] = {"updated_at": now, "waiting_since": None, "next_response_due": None}

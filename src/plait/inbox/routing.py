@@ -81,12 +81,20 @@ def route_pending(
             ).scalar()
             if home is None:
                 continue
-            conversation = _threaded(conn, row, home) or _open_conversation(conn, home)
-            if conversation is None:
-                conversation = _start(conn, settings, row, home)
+            conversation = conversation_for(conn, settings, row, home)
             _attach(conn, settings, conversation, row)
             routed[row["id"]] = conversation["id"]
     return routed
+
+
+def conversation_for(conn: Connection, settings: Settings, row: Any, home: UUID) -> dict[str, Any]:
+    """The conversation a message (``row``, with its inbox's ``team_id``) of the customer
+    ``home`` belongs in: the thread it answers, else their open one, else a new one."""
+    return (
+        _threaded(conn, row, home)
+        or _open_conversation(conn, home)
+        or _start(conn, settings, row, home)
+    )
 
 
 def customer_of(profile_id: Any) -> sa.ScalarSelect:

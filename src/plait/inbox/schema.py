@@ -84,12 +84,19 @@ conversations = sa.Table(
     sa.Column("sla_breaches", JSONValue, nullable=False),
     sa.Column("csat_score", sa.Integer),
     sa.Column("csat_comment", sa.Text),
+    sa.Column("csat_token", sa.String(40), unique=True),
+    sa.Column("csat_answered_at", UTCDateTime),
     sa.Index("ix_conversations_queue", "status", "last_message_at"),
     sa.Index("ix_conversations_updated_at", "updated_at"),
+    sa.Index("ix_conversations_recent", "last_message_at", "id"),
+    sa.Index("ix_conversations_assignee_recent", "assignee_id", "last_message_at", "id"),
 )
 """One thread with one customer, across channels. ``waiting_since`` is the oldest inbound
 message not yet answered; the ``*_due`` times are the SLA deadlines still running, and
-``sla_breaches`` names the ones missed."""
+``sla_breaches`` names the ones missed. ``csat_token`` names the satisfaction survey sent
+at the last resolution (its public page's capability), answered at ``csat_answered_at``.
+Queues list newest activity first: ``ix_conversations_recent`` gives that order without a
+sort (a page stops after its rows), ``ix_conversations_assignee_recent`` the same per agent."""
 
 messages = sa.Table(
     "messages",
@@ -119,11 +126,13 @@ messages = sa.Table(
     sa.Index("ix_messages_conversation", "conversation_id", "created_at"),
     sa.Index("ix_messages_email_message_id", "email_message_id"),
     sa.Index("ix_messages_unrouted", "direction", "conversation_id"),
+    sa.Index("ix_messages_contact", "inbox_id", "contact", "updated_at"),
 )
 """Inbound and outbound messages and internal notes (``direction`` in/out/note).
 ``contact`` is the customer's address on the message's channel (sender of an inbound
 message, recipient of an outbound one). A provider's message id is unique per inbox, which
-makes webhooks idempotent."""
+makes webhooks idempotent. A customer's messages on one inbox, by the time they last changed,
+are what the web chat's stream polls."""
 
 outbox = sa.Table(
     "outbox",

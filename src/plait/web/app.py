@@ -21,6 +21,7 @@ NOT_PAGES = (
     "/api/",
     "/v1/",
     "/webhooks/",
+    "/chat/",
     "/health",
     "/static/",
     "/docs",
@@ -55,7 +56,12 @@ def install_dashboard(app: FastAPI) -> None:
         person = signed_in(request)
         if person is None:
             return RedirectResponse("/login", status_code=303)
-        first = "/overview" if person.principal.can("analytics:read") else "/customers"
+        if person.principal.can("analytics:read"):
+            first = "/overview"
+        elif person.principal.can("inbox:read"):
+            first = "/inbox"
+        else:
+            first = "/customers"
         return RedirectResponse(first, status_code=303)
 
     @app.middleware("http")
@@ -71,7 +77,17 @@ def install_dashboard(app: FastAPI) -> None:
 
 
 def _routers() -> list:  # type: ignore[type-arg]
-    from plait.web import channels, customers, journeys, overview, quality, sources, users
+    from plait.web import (
+        channels,
+        customers,
+        inbox,
+        inbox_settings,
+        journeys,
+        overview,
+        quality,
+        sources,
+        users,
+    )
 
     return [
         login.router,
@@ -79,6 +95,8 @@ def _routers() -> list:  # type: ignore[type-arg]
         channels.router,
         journeys.router,
         customers.router,
+        inbox.router,
+        inbox_settings.router,
         sources.router,
         quality.router,
         users.router,

@@ -29,7 +29,9 @@ NAV = (
     NavItem("/channels", "Channels", "analytics:read"),
     NavItem("/journeys", "Journeys", "analytics:read"),
     NavItem("/customers", "Customers", "profiles:read"),
+    NavItem("/inbox", "Inbox", "inbox:read"),
     NavItem("/sources", "Sources", "sources:manage"),
+    NavItem("/inbox/settings", "Inboxes", "inbox:manage"),
     NavItem("/quality", "Data quality", "quality:read"),
     NavItem("/users", "Users", "users:manage"),
 )
@@ -105,10 +107,13 @@ def render(
     token for forms and the page's active section."""
     person: SignedIn | None = getattr(request.state, "viewer", None)
     nav = [item for item in NAV if person and person.principal.can(item.permission)]
+    path = request.url.path
+    sections = [item.path for item in nav if path == item.path or path.startswith(item.path + "/")]
     base = {
         "viewer": person.principal if person else None,
         "csrf_token": person.csrf_token if person else None,
         "nav": nav,
-        "path": request.url.path,
+        "path": path,
+        "current_section": max(sections, key=len, default=None),
     }
     return templates.TemplateResponse(request, template, {**base, **(context or {})}, status)

@@ -6,7 +6,7 @@ import importlib
 
 from fastapi import APIRouter
 
-WEBHOOK_MODULES = ("twilio_sms", "meta")
+WEBHOOK_MODULES = ("twilio_sms", "meta", "telegram", "phone", "api", "web_chat")
 """Connector modules with a ``router`` of provider webhooks (or a widget's endpoints)."""
 
 

@@ -76,7 +76,10 @@ def upgrade() -> None:
         ),
         sa.Column("csat_score", sa.Integer(), nullable=True),
         sa.Column("csat_comment", sa.Text(), nullable=True),
+        sa.Column("csat_token", sa.String(length=40), nullable=True),
+        sa.Column("csat_answered_at", plait.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conversations")),
+        sa.UniqueConstraint("csat_token", name=op.f("uq_conversations_csat_token")),
         sa.UniqueConstraint("number", name=op.f("uq_conversations_number")),
         sa.UniqueConstraint("token", name=op.f("uq_conversations_token")),
     )
@@ -90,6 +93,12 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_conversations_queue", ["status", "last_message_at"], unique=False)
         batch_op.create_index("ix_conversations_updated_at", ["updated_at"], unique=False)
+        batch_op.create_index("ix_conversations_recent", ["last_message_at", "id"], unique=False)
+        batch_op.create_index(
+            "ix_conversations_assignee_recent",
+            ["assignee_id", "last_message_at", "id"],
+            unique=False,
+        )
 
     op.create_table(
         "messages",
@@ -135,6 +144,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_messages_email_message_id", ["email_message_id"], unique=False)
         batch_op.create_index(
             "ix_messages_unrouted", ["direction", "conversation_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_messages_contact", ["inbox_id", "contact", "updated_at"], unique=False
         )
 
     op.create_table(
@@ -243,6 +255,7 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_messages_contact")
         batch_op.drop_index("ix_messages_unrouted")
         batch_op.drop_index("ix_messages_email_message_id")
         batch_op.drop_index(batch_op.f("ix_messages_conversation_id"))
@@ -250,6 +263,8 @@ def downgrade() -> None:
 
     op.drop_table("messages")
     with op.batch_alter_table("conversations", schema=None) as batch_op:
+        batch_op.drop_index("ix_conversations_assignee_recent")
+        batch_op.drop_index("ix_conversations_recent")
         batch_op.drop_index("ix_conversations_updated_at")
         batch_op.drop_index("ix_conversations_queue")
         batch_op.drop_index(batch_op.f("ix_conversations_profile_id"))
