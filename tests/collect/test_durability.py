@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 import sqlalchemy as sa
+from tests.conftest import LiveServer
 
-from conftest import LiveServer
 from plait.collect.event_store import events
 from plait.collect.ingest import ingest, rules_from_settings
 from plait.collect.messages import Envelope

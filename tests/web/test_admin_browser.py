@@ -12,8 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
+from tests.conftest import PASSWORD, LiveServer, add_user, screenshot
 
-from conftest import PASSWORD, LiveServer, add_user, screenshot
 from plait.collect.sources import add_source
 from plait.core.db import get_engine, read, write
 from plait.core.settings import Settings

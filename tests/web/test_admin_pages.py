@@ -16,8 +16,8 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from tests.conftest import LiveServer, WebSession, add_user
 
-from conftest import LiveServer, WebSession, add_user
 from plait.core.db import read
 from plait.core.settings import Settings
 from plait.core.sources import sources

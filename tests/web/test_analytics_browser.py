@@ -9,8 +9,7 @@ import csv
 from typing import Any
 
 import pytest
-
-from conftest import DemoSite, screenshot
+from tests.conftest import DemoSite, screenshot
 
 pytestmark = pytest.mark.slow
 

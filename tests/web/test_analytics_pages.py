@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from tests.conftest import Api, WebSession
 
-from conftest import Api, WebSession
 from plait.analytics import daily_totals, period
 from plait.analytics.catalog import MODELS
 from plait.collect.replication import sync_lake

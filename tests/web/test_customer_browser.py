@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 from playwright.sync_api import expect
+from tests.conftest import DemoSite, screenshot
 
-from conftest import DemoSite, screenshot
 from plait.web.customers import STAGE_LABELS, match_percent
 
 SHOWCASE = sa.text(

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from tests.conftest import PASSWORD, WebSession, add_user, csrf_of
 
-from conftest import PASSWORD, WebSession, add_user, csrf_of
 from plait.core.clock import utcnow
 from plait.core.db import read, write
 from plait.core.users import set_disabled, users

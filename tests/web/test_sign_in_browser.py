@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import screenshot
+from tests.conftest import screenshot
 
 
 def test_sign_in_with_the_demo_admin_and_sign_out(browser, demo_site) -> None:
