@@ -50,7 +50,7 @@ def test_an_agent_cannot_open_sources_or_data_quality(page_as) -> None:
 def test_admin_creates_a_source_and_watches_its_events_arrive(page_as, demo_site) -> None:
     page = page_as("admin")
     page.goto("/sources")
-    expect(page.get_by_role("link", name="Website")).to_be_visible()
+    expect(page.get_by_role("link", name="Website", exact=True)).to_be_visible()
     screenshot(page, "sources")
 
     page.get_by_label("Name").fill("Browser kiosk")
@@ -105,7 +105,7 @@ def test_admin_creates_a_source_and_watches_its_events_arrive(page_as, demo_site
 def test_a_busy_source_page_and_its_debugger(page_as) -> None:
     page = page_as("admin")
     page.goto("/sources")
-    page.get_by_role("link", name="Website").click()
+    page.get_by_role("link", name="Website", exact=True).click()
     expect(page.get_by_role("heading", name="Website", exact=True)).to_be_visible()
     rows = page.locator("#debugger-events li")
     expect(rows).to_have_count(25)
