@@ -40,7 +40,8 @@ import pandas as pd
 
 from plait.analytics import attribute_paths, channel_report, connect, period
 from plait.analytics.catalog import RULE_MODELS
-from plait.analytics.reports import _credit_by_kind, inputs
+from plait.analytics.inputs import inputs
+from plait.analytics.reports import _credit_by_kind
 from plait.core.settings import Settings
 
 CHANNELS = [

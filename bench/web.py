@@ -8,9 +8,14 @@ What it measures
     the handler, its reports and queries, and template rendering), signed in as the demo
     admin, and each page of ``PAGES`` is requested:
 
-    - cold: the first request for the page, with the analytics report cache emptied just
-      before, so it pays for the reports it reads (one warm-up request to ``/login`` comes
+    - after sync: the first request for the page with every analytics cache emptied just
+      before (report results and workspaces), as when it is the first page opened after the
+      lake changed: it pays for reading the lake's history (sessions, conversions and every
+      conversion's journey) and for its reports (one warm-up request to ``/login`` comes
       first, so the very first page does not also pay for the application's start-up);
+    - cold: the first request for the page with the report cache emptied and the
+      workspace holding only the lake's history, as once the server's warm-up (or any page)
+      has read it since the lake changed: it pays for its reports for its range;
     - warm: ``--hits`` (default 20) more requests; median and 95th percentile.
 
     Every response must be 200. The target is < 300 ms server-side per page at demo scale.
@@ -134,13 +139,16 @@ def mounted(app: Any, path: str) -> bool:
 
 
 def time_page(client: Any, path: str, hits: int) -> dict[str, Any]:
-    from plait.analytics.report_cache import REPORTS
+    from plait.analytics.report_cache import REPORTS, WORKSPACES, current_workspace
 
+    app = client.app.state
     REPORTS.clear()
-    start = time.perf_counter()
-    response = client.get(path)
-    cold = (time.perf_counter() - start) * 1000
-    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
+    WORKSPACES.clear()
+    after_sync = timed_get(client, path)[1]
+    REPORTS.clear()
+    WORKSPACES.clear()
+    current_workspace(app.engine, app.settings).journeys()
+    response, cold = timed_get(client, path)
     warm = []
     for _ in range(hits):
         start = time.perf_counter()
@@ -150,11 +158,21 @@ def time_page(client: Any, path: str, hits: int) -> dict[str, Any]:
     warm.sort()
     return {
         "bytes": len(response.content),
+        "after_sync_ms": after_sync,
         "cold_ms": cold,
         "warm_median_ms": statistics.median(warm),
         "warm_p95_ms": warm[max(0, round(0.95 * len(warm)) - 1)],
         "warm_max_ms": warm[-1],
     }
+
+
+def timed_get(client: Any, path: str) -> tuple[Any, float]:
+    """The response to ``GET path`` (which must be a 200) and how long it took in ms."""
+    start = time.perf_counter()
+    response = client.get(path)
+    elapsed = (time.perf_counter() - start) * 1000
+    assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:300]}"
+    return response, elapsed
 
 
 def measure(home: Path, summary: dict[str, Any], hits: int) -> list[dict[str, Any]]:
@@ -178,21 +196,31 @@ def measure(home: Path, summary: dict[str, Any], hits: int) -> list[dict[str, An
                 results.append({"page": name, "path": path, "skipped": "not mounted"})
                 continue
             results.append({"page": name, "path": path, **time_page(client, path, hits)})
-            print(f"  {name:32} {results[-1]['cold_ms']:8.0f} ms cold", flush=True)
+            timed = results[-1]
+            print(
+                f"  {name:32} {timed['after_sync_ms']:8.0f} ms after sync"
+                f" {timed['cold_ms']:8.0f} ms cold",
+                flush=True,
+            )
     return results
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    print(f"\n{'page':34} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9} {'KB':>6}  < 300 ms")
+    print(
+        f"\n{'page':34} {'sync ms':>8} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}"
+        f" {'KB':>6}  < 300 ms"
+    )
     for row in results:
         if "skipped" in row:
-            print(f"{row['page']:34} {'skipped (' + row['skipped'] + ')':>36}")
+            print(f"{row['page']:34} {'skipped (' + row['skipped'] + ')':>45}")
             continue
         met = "yes" if row["warm_p95_ms"] < TARGET_MS else "no"
         met += "" if row["cold_ms"] < TARGET_MS else " (cold: no)"
+        met += "" if row["after_sync_ms"] < TARGET_MS else " (after sync: no)"
         print(
-            f"{row['page']:34} {row['cold_ms']:8.0f} {row['warm_median_ms']:9.1f}"
-            f" {row['warm_p95_ms']:9.1f} {row['bytes'] / 1024:6.0f}  {met}"
+            f"{row['page']:34} {row['after_sync_ms']:8.0f} {row['cold_ms']:8.0f}"
+            f" {row['warm_median_ms']:9.1f} {row['warm_p95_ms']:9.1f}"
+            f" {row['bytes'] / 1024:6.0f}  {met}"
         )
 
 

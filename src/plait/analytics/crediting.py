@@ -38,34 +38,53 @@ def data_driven_credit(
     con: BaseBackend,
     model: str,
     converting: ibis.Table,
-    chain: ibis.Table,
+    chain: ibis.Table | None,
     rules: AnalyticsSettings,
+    kinds: list[str],
 ) -> pd.DataFrame:
-    """Per channel ``conversions`` and ``value`` under ``markov`` or ``shapley``.
-    ``converting`` holds the conversions' journey rows, ``chain`` those plus the
-    drop-offs'; conversions with no touch go to ``(none)``."""
+    """Per ``kind`` and ``channel``, ``conversions`` and ``value`` under ``markov`` or
+    ``shapley``. ``converting`` holds the journey rows of the conversions of ``kinds``;
+    Markov also reads ``chain``, those plus the drop-offs' towards each kind (see
+    ``Inputs.chain``). Conversions with no touch go to ``(none)``."""
     assert model in DATA_DRIVEN_MODELS
+    assert chain is not None or model != "markov"
     firsts = converting.filter(converting.pos == 1)
     totals = con.execute(
-        firsts.group_by(untouched=firsts.channel == NO_TOUCH).agg(
+        firsts.group_by("kind", untouched=firsts.channel == NO_TOUCH).agg(
             conversions=firsts.conversions.sum(), value=firsts.value.sum()
         )
     )
-    touched = totals[~totals.untouched.astype(bool)]
+    totals["untouched"] = totals.untouched.astype(bool)
     if model == "markov":
-        moves = transition_counts(chain.filter(chain.channel != NO_TOUCH), rules.markov_order)
-        shared = markov_credit(
-            con.execute(moves), float(touched.conversions.sum()), float(touched.value.sum())
-        )
-    else:
-        touches = converting.filter(converting.channel != NO_TOUCH)
-        members = touches.group_by(["journey_id", "channel"]).agg(
-            conversions=touches.conversions.max(), value=touches.value.max()
-        )
-        shared = _shapley(
-            con, members.select("journey_id", "conversions", "value", channels=members.channel)
-        )
-    untouched = totals[totals.untouched.astype(bool)]
+        touched = chain.filter(chain.channel != NO_TOUCH)
+        moves = con.execute(transition_counts(touched, rules.markov_order, by=["kind"]))
+    parts = []
+    for kind in kinds:
+        mine = totals[totals.kind == kind]
+        if model == "markov":
+            done = mine[~mine.untouched]
+            shared = markov_credit(
+                moves[moves.kind == kind].drop(columns="kind").reset_index(drop=True),
+                float(done.conversions.sum()),
+                float(done.value.sum()),
+            )
+        else:
+            shared = _shapley(con, _members(converting.filter(converting.kind == kind)))
+        parts.append(_with_untouched(shared, mine[mine.untouched]).assign(kind=kind))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _members(converting: ibis.Table) -> ibis.Table:
+    """Each converting journey's touched channels, one row each, for ``_shapley``."""
+    touches = converting.filter(converting.channel != NO_TOUCH)
+    members = touches.group_by(["journey_id", "channel"]).agg(
+        conversions=touches.conversions.max(), value=touches.value.max()
+    )
+    return members.select("journey_id", "conversions", "value", channels=members.channel)
+
+
+def _with_untouched(shared: pd.DataFrame, untouched: pd.DataFrame) -> pd.DataFrame:
+    """``shared`` credit and, if any conversion had no touch, a ``(none)`` row for those."""
     if untouched.empty:
         return shared
     none = pd.DataFrame(

@@ -89,6 +89,13 @@ def materialize(con: BaseBackend, obj: ibis.Table | pd.DataFrame) -> ibis.Table:
     return view.cast(table.schema()).cache()
 
 
+def release(con: BaseBackend, table: ibis.Table) -> None:
+    """Free a DuckDB table ``materialize`` made, once nothing reads it any more (Spark keeps
+    its cached views for the session)."""
+    if con.name == "duckdb":
+        con.drop_table(table.op().name, force=True)
+
+
 def lake_events(con: BaseBackend, settings: Settings) -> ibis.Table:
     """Every event in the lake, with the columns analytics read."""
     filesystem, root = lake_filesystem(settings.lake)

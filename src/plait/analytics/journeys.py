@@ -4,6 +4,7 @@ model, path listing and transition count reads these rows."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import ibis
@@ -71,36 +72,31 @@ def conversion_journeys(
     )
 
 
-def drop_off_journeys(
-    sessions: ibis.Table,
-    conversions: ibis.Table,
-    milestones: ibis.Table,
-    *,
-    kind: str,
-    start: datetime,
-    end: datetime,
-    collapse_repeats: bool,
-) -> ibis.Table:
-    """The touches in the period of customers who did not convert (to ``kind``) in it —
-    leaving out, for contact and qualified, customers who reached that stage before."""
-    converted = conversions.filter(
-        conversions.kind == kind,
-        conversions.converted_at >= start,
-        conversions.converted_at < end,
-    ).select(converted_customer=conversions.customer_id)
-    touches = sessions.filter(sessions.started_at >= start, sessions.started_at < end)
-    touches = touches.anti_join(
-        converted.distinct(), touches.customer_id == converted.converted_customer
+def as_of(journeys: ibis.Table, end: datetime) -> ibis.Table:
+    """Conversion journeys as known at ``end``: a customer's contact or qualification at
+    or after it is not known yet, so it marks no touch (journeys built from the whole
+    history know it)."""
+    contact = journeys.contact_at < end
+    qualified = journeys.qualified_at < end
+    return journeys.mutate(
+        contact_at=ibis.ifelse(contact, journeys.contact_at, ibis.null(journeys.contact_at.type())),
+        qualified_at=ibis.ifelse(
+            qualified, journeys.qualified_at, ibis.null(journeys.qualified_at.type())
+        ),
+        contact_pos=ibis.ifelse(contact, journeys.contact_pos, ibis.null("int64")),
+        qualified_pos=ibis.ifelse(qualified, journeys.qualified_pos, ibis.null("int64")),
     )
-    if kind != "sale":
-        reached = milestones.filter(milestones[f"{kind}_at"] < start).select(
-            reached_customer=milestones.customer_id
-        )
-        touches = touches.anti_join(reached, touches.customer_id == reached.reached_customer)
+
+
+def period_journeys(
+    sessions: ibis.Table, *, start: datetime, end: datetime, collapse_repeats: bool
+) -> ibis.Table:
+    """Each customer's touches in the period as one journey (``drop:<customer>``) that did
+    not convert: what ``drop_off_journeys`` keeps some of."""
+    touches = sessions.filter(sessions.started_at >= start, sessions.started_at < end)
     rows = touches.select(
         journey_id=ibis.literal("drop:").concat(touches.customer_id),
         customer_id=touches.customer_id,
-        kind=ibis.literal(kind),
         conversions=ibis.literal(0.0),
         nulls=ibis.literal(1.0),
         value=ibis.literal(0.0),
@@ -109,6 +105,36 @@ def drop_off_journeys(
         touch_seq=touches.seq,
     )
     return number(rows, [rows.touch_at, rows.touch_seq], collapse_repeats)
+
+
+def drop_off_journeys(
+    journeys: ibis.Table,
+    conversions: ibis.Table,
+    *,
+    kinds: Sequence[str],
+    start: datetime,
+    end: datetime,
+) -> ibis.Table:
+    """The ``period_journeys`` towards each of ``kinds`` (a ``kind`` column) of customers
+    who did not convert to it in the period — leaving out, for contact and qualified,
+    customers who reached that stage before (``conversions`` has a customer's first)."""
+    towards = ibis.union(*(journeys.mutate(kind=ibis.literal(kind)) for kind in kinds))
+    at = conversions.converted_at
+    converted = conversions.filter(at >= start, at < end)
+    reached = conversions.filter(conversions.kind != "sale", at < start)
+    excluded = ibis.union(
+        *(
+            found.select(excluded_customer=found.customer_id, excluded_kind=found.kind)
+            for found in (converted, reached)
+        )
+    )
+    return towards.anti_join(
+        excluded,
+        [
+            towards.customer_id == excluded.excluded_customer,
+            towards.kind == excluded.excluded_kind,
+        ],
+    )
 
 
 def path_arrays(
@@ -223,27 +249,33 @@ def path_strings(journeys: ibis.Table) -> ibis.Table:
     ).drop("_keys")
 
 
-def transition_counts(journeys: ibis.Table, order: int = 1) -> ibis.Table:
+def transition_counts(journeys: ibis.Table, order: int = 1, by: Sequence[str] = ()) -> ibis.Table:
     """How many journeys moved from each state to the next: ``(start)`` → states →
     ``(conversion)`` / ``(drop-off)``, with the value carried into conversion. A state is the
-    last ``order`` channels (Markov order)."""
-    ordered = ibis.window(group_by=journeys.journey_id, order_by=journeys.pos)
+    last ``order`` channels (Markov order). Counted per ``by`` columns, if any, which tell
+    journeys apart as much as ``journey_id`` does."""
+    keys = [journeys[name] for name in by]
+    ordered = ibis.window(group_by=[*keys, journeys.journey_id], order_by=journeys.pos)
     state = journeys.channel
     for back in range(1, order):
         earlier = journeys.channel.lag(back).over(ordered)
         state = ibis.ifelse(earlier.isnull(), state, earlier.concat(STATE_SEPARATOR, state))
     rows = journeys.mutate(state=state, weight=journeys.conversions + journeys.nulls)
     rows = rows.mutate(previous=ibis.coalesce(rows.state.lag().over(ordered), START))
-    steps = rows.select(source=rows.previous, target=rows.state, count=rows.weight, value=0.0)
+    steps = rows.select(*by, source=rows.previous, target=rows.state, count=rows.weight, value=0.0)
     ends = rows.filter(rows.pos == rows.n)
     converted = ends.select(
-        source=ends.state, target=ibis.literal(CONVERSION), count=ends.conversions, value=ends.value
+        *by,
+        source=ends.state,
+        target=ibis.literal(CONVERSION),
+        count=ends.conversions,
+        value=ends.value,
     )
     dropped = ends.select(
-        source=ends.state, target=ibis.literal(DROP_OFF), count=ends.nulls, value=0.0
+        *by, source=ends.state, target=ibis.literal(DROP_OFF), count=ends.nulls, value=0.0
     )
     moves = ibis.union(steps, converted, dropped)
     moves = moves.filter(moves["count"] > 0)
-    return moves.group_by(["source", "target"]).agg(
+    return moves.group_by([*by, "source", "target"]).agg(
         count=moves["count"].sum(), value=moves.value.sum()
     )

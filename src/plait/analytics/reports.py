@@ -6,8 +6,7 @@ funnel."""
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import ibis
@@ -23,33 +22,17 @@ from plait.analytics.catalog import (
     check_models,
     credit_columns,
 )
-from plait.analytics.conversions import KINDS, conversions, is_conversion, milestones
+from plait.analytics.conversions import KINDS
 from plait.analytics.crediting import data_driven_credit, rule_credit
-from plait.analytics.engine import (
-    connect,
-    customer_events,
-    identity_map,
-    lake_events,
-    materialize,
-)
-from plait.analytics.journeys import (
-    CONVERSION,
-    DROP_OFF,
-    START,
-    conversion_journeys,
-    drop_off_journeys,
-    path_strings,
-    transition_counts,
-)
+from plait.analytics.inputs import CHAIN_COLUMNS, Inputs, Workspace, in_period, inputs
+from plait.analytics.journeys import CONVERSION, DROP_OFF, START, path_strings, transition_counts
 from plait.analytics.period import Period, days
-from plait.analytics.sessions import is_touch, sessions, touch_rows
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
 
 PLURAL = {"contact": "contacts", "qualified": "qualified", "sale": "sales"}
 RATES = {"contact_rate": "contacts", "qualified_rate": "qualified", "sale_rate": "sales"}
 """Each conversion rate of the channel report and the conversions it counts per session."""
-CHAIN_COLUMNS = ("journey_id", "channel", "pos", "n", "conversions", "nulls", "value")
 DAILY_COUNTS = ("sessions", "contacts", "qualified", "sales")
 _DAY_BOUNDS = pa.schema(
     [
@@ -60,71 +43,20 @@ _DAY_BOUNDS = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """The expressions every report starts from, for one period."""
-
-    con: BaseBackend
-    settings: Settings
-    period: Period
-    sessions: ibis.Table
-    """Sessions from the start of the lookback window before the period to its end."""
-    first_touches: ibis.Table
-    """Each customer's original channel (their first touch ever)."""
-    conversions: ibis.Table
-    """Every conversion up to the period's end."""
-    milestones: ibis.Table
-
-
-def inputs(settings: Settings, period: Period, con: BaseBackend | None = None) -> Inputs:
-    """Sessions and conversions for ``period``, read from the lake through the identity map."""
-    con = con or connect(settings)
-    rules = settings.analytics
-    lake = lake_events(con, settings)
-    lake = lake.filter(lake.timestamp < period.end)
-    identities = identity_map(con, settings)
-    # Filter before the identity join, so only touches and conversions are joined; sessions
-    # over the whole history give each customer's original channel as well.
-    touches = touch_rows(customer_events(lake.filter(is_touch(lake, rules)), identities), rules)
-    every_session = materialize(con, sessions(touches, rules))
-    converting = customer_events(lake.filter(is_conversion(lake, settings)), identities)
-    found = materialize(con, conversions(converting, settings))
-    window_start = period.start - timedelta(days=rules.lookback_days)
-    return Inputs(
-        con=con,
-        settings=settings,
-        period=period,
-        sessions=every_session.filter(every_session.started_at >= window_start),
-        first_touches=every_session.group_by("customer_id").agg(
-            original_channel=every_session.channel.argmin(every_session.started_at)
-        ),
-        conversions=found,
-        milestones=milestones(found),
-    )
-
-
 def channel_report(
     settings: Settings,
     period: Period,
     model: str = "last_touch",
     *,
-    con: BaseBackend | None = None,
+    con: BaseBackend | Workspace | None = None,
 ) -> pd.DataFrame:
     """Per channel: sessions (by session channel and by the customer's original channel),
     contacts, qualified leads, sales and revenue credited under ``model``, and conversion
     rates. Credit sums to the unattributed totals; untouched conversions go to ``(none)``."""
     check_models([model])
     source = inputs(settings, period, con)
-    in_period = _in_period(source.sessions, "started_at", period)
-    by_session = source.con.execute(in_period.group_by("channel").agg(sessions=ibis._.count()))
-    originals = in_period.join(source.first_touches, "customer_id")
-    by_original = source.con.execute(
-        originals.group_by(channel=originals.original_channel).agg(
-            sessions_by_original_channel=ibis._.count()
-        )
-    )
+    report = source.con.execute(_sessions_per_channel(source))
     credited = _credit_by_kind(source, [model])
-    report = by_session.merge(by_original, on="channel", how="outer")
     for kind in KINDS:
         part = credited[credited.kind == kind]
         part = pd.DataFrame(
@@ -154,7 +86,7 @@ def channel_report(
 
 
 def daily_totals(
-    settings: Settings, period: Period, *, con: BaseBackend | None = None
+    settings: Settings, period: Period, *, con: BaseBackend | Workspace | None = None
 ) -> pd.DataFrame:
     """The unattributed totals per day of the period, in its time zone: ``day`` (a
     ``datetime.date``), ``sessions`` started and ``contacts``, ``qualified``, ``sales`` and
@@ -192,7 +124,7 @@ def attribution(
     models: list[str] | tuple[str, ...] = MODELS,
     kind: str = "sale",
     *,
-    con: BaseBackend | None = None,
+    con: BaseBackend | Workspace | None = None,
 ) -> pd.DataFrame:
     """Conversions of ``kind`` in the period credited per channel under each model:
     ``channel`` and ``<model>_conversions`` / ``<model>_value`` columns."""
@@ -214,7 +146,7 @@ def paths(
     *,
     outcome: str = "conversion",
     limit: int = 20,
-    con: BaseBackend | None = None,
+    con: BaseBackend | Workspace | None = None,
 ) -> pd.DataFrame:
     """The most common channel paths before a conversion of ``kind`` (``outcome=
     "conversion"``) or of customers who dropped off (``"drop-off"``): ``path``,
@@ -225,7 +157,7 @@ def paths(
     if limit < 1:
         raise InvalidInput("limit must be at least 1", field="limit")
     source = inputs(settings, period, con)
-    journeys = _converting(source, [kind]) if outcome == "conversion" else _drop_offs(source, kind)
+    journeys = source.converting([kind]) if outcome == "conversion" else source.drop_offs([kind])
     strings = path_strings(journeys.select(*CHAIN_COLUMNS))
     grouped = strings.group_by("path").agg(
         journeys=ibis._.count(), conversions=ibis._.conversions.sum(), value=ibis._.value.sum()
@@ -236,14 +168,18 @@ def paths(
 
 
 def transitions(
-    settings: Settings, period: Period, kind: str = "sale", *, con: BaseBackend | None = None
+    settings: Settings,
+    period: Period,
+    kind: str = "sale",
+    *,
+    con: BaseBackend | Workspace | None = None,
 ) -> pd.DataFrame:
     """The channel transition matrix for journeys towards ``kind``: ``source`` → ``target``
     (``(start)``, channels, ``(conversion)``, ``(drop-off)``) with ``count`` and the
     ``probability`` of the move among all moves out of ``source``."""
     _check_kind(kind)
     source = inputs(settings, period, con)
-    chain = _chain(source, kind)
+    chain = source.chain([kind])
     moves = transition_counts(chain.filter(chain.channel != NO_TOUCH), 1)
     moves = moves.mutate(
         probability=moves["count"] / moves["count"].sum().over(group_by=moves.source)
@@ -251,11 +187,15 @@ def transitions(
     table = source.con.execute(moves)
     order = {START: 0, CONVERSION: 2, DROP_OFF: 3}
     table["_order"] = table.source.map(lambda state: order.get(state, 1))
-    table = table.sort_values(["_order", "source", "count"], ascending=[True, True, False])
+    table = table.sort_values(
+        ["_order", "source", "count", "target"], ascending=[True, True, False, True]
+    )
     return table.drop(columns=["_order", "value"]).reset_index(drop=True)
 
 
-def funnel(settings: Settings, period: Period, *, con: BaseBackend | None = None) -> pd.DataFrame:
+def funnel(
+    settings: Settings, period: Period, *, con: BaseBackend | Workspace | None = None
+) -> pd.DataFrame:
     """The stage funnel of customers whose first touch ever fell in the period, per starting
     channel: how many reached session → contact → qualified → sale by the period's end
     (reaching a later stage counts as passing the earlier ones), with drop-off per step."""
@@ -267,7 +207,7 @@ def funnel(settings: Settings, period: Period, *, con: BaseBackend | None = None
         )
     )
     firsts = firsts.filter(firsts._rank == 0)
-    newcomers = _in_period(firsts, "started_at", period).select("customer_id", "channel")
+    newcomers = in_period(firsts, "started_at", period).select("customer_id", "channel")
     done = source.conversions.group_by("customer_id").agg(
         **{f"_{kind}": (source.conversions.kind == kind).max() for kind in KINDS}
     )
@@ -289,9 +229,27 @@ def funnel(settings: Settings, period: Period, *, con: BaseBackend | None = None
     return _by_sessions(table)
 
 
+def _sessions_per_channel(source: Inputs) -> ibis.Table:
+    """Sessions started in the period per channel: ``sessions`` by the session's channel,
+    ``sessions_by_original_channel`` by the customer's original channel."""
+    started = in_period(source.sessions, "started_at", source.period)
+    originals = started.join(source.first_touches, "customer_id")
+    one, none = ibis.literal(1, "int64"), ibis.literal(0, "int64")
+    both = ibis.union(
+        started.select("channel", sessions=one, sessions_by_original_channel=none),
+        originals.select(
+            channel=originals.original_channel, sessions=none, sessions_by_original_channel=one
+        ),
+    )
+    return both.group_by("channel").agg(
+        sessions=both.sessions.sum(),
+        sessions_by_original_channel=both.sessions_by_original_channel.sum(),
+    )
+
+
 def _session_counts(source: Inputs) -> ibis.Table:
     """One row per session started in the period, shaped like ``_conversion_counts``."""
-    started = _in_period(source.sessions, "started_at", source.period)
+    started = in_period(source.sessions, "started_at", source.period)
     none = ibis.literal(0, "int64")
     return started.select(
         at=started.started_at,
@@ -305,7 +263,7 @@ def _session_counts(source: Inputs) -> ibis.Table:
 
 def _conversion_counts(source: Inputs) -> ibis.Table:
     """One row per conversion in the period: the conversions channel credit is shared out."""
-    found = _in_period(source.conversions, "converted_at", source.period)
+    found = in_period(source.conversions, "converted_at", source.period)
     sale = found.kind == "sale"
     return found.select(
         at=found.converted_at,
@@ -342,69 +300,22 @@ def _credit_by_kind(
 ) -> pd.DataFrame:
     """Credit per (kind, channel) for each model, as ``<model>_conversions``/``_value``."""
     rules = source.settings.analytics
-    journeys = _converting(source, kinds)
     rule_models = [m for m in models if m in RULE_MODELS]
-    if len(rule_models) < len(models):  # read again per kind and model: compute once
-        journeys = materialize(source.con, journeys)
+    journeys = source.converting(kinds, reused=len(rule_models) < len(models))
     frames = []
     if rule_models:
         frames.append(rule_credit(source.con, journeys, rule_models, rules, ["kind", "channel"]))
     for model in (m for m in models if m in DATA_DRIVEN_MODELS):
-        per_kind = []
-        for kind in kinds:
-            converting = journeys.filter(journeys.kind == kind)
-            shared = data_driven_credit(
-                source.con, model, converting, _chain(source, kind, converting), rules
-            )
-            per_kind.append(shared.assign(kind=kind))
-        frames.append(
-            pd.concat(per_kind, ignore_index=True).rename(
-                columns={"conversions": f"{model}_conversions", "value": f"{model}_value"}
-            )
-        )
+        chain = source.chain(kinds, journeys) if model == "markov" else None
+        shared = data_driven_credit(source.con, model, journeys, chain, rules, list(kinds))
+        names = {"conversions": f"{model}_conversions", "value": f"{model}_value"}
+        frames.append(shared.rename(columns=names))
     credited = frames[0]
     for frame in frames[1:]:
         credited = credited.merge(frame, on=["kind", "channel"], how="outer")
     columns = credit_columns(models)
     credited[columns] = credited[columns].fillna(0.0).astype("float64")
     return credited
-
-
-def _converting(source: Inputs, kinds: list[str] | tuple[str, ...]) -> ibis.Table:
-    """The journeys of the period's conversions of ``kinds``."""
-    rules = source.settings.analytics
-    targets = _in_period(source.conversions, "converted_at", source.period)
-    return conversion_journeys(
-        targets.filter(targets.kind.isin(list(kinds))),
-        source.sessions,
-        source.milestones,
-        lookback_days=rules.lookback_days,
-        collapse_repeats=rules.collapse_repeats,
-    )
-
-
-def _drop_offs(source: Inputs, kind: str) -> ibis.Table:
-    return drop_off_journeys(
-        source.sessions,
-        source.conversions,
-        source.milestones,
-        kind=kind,
-        start=source.period.start,
-        end=source.period.end,
-        collapse_repeats=source.settings.analytics.collapse_repeats,
-    )
-
-
-def _chain(source: Inputs, kind: str, converting: ibis.Table | None = None) -> ibis.Table:
-    """Converting and drop-off journeys towards ``kind``, the input of a Markov chain."""
-    converting = _converting(source, [kind]) if converting is None else converting
-    return ibis.union(
-        converting.select(*CHAIN_COLUMNS), _drop_offs(source, kind).select(*CHAIN_COLUMNS)
-    )
-
-
-def _in_period(table: ibis.Table, column: str, period: Period) -> ibis.Table:
-    return table.filter(table[column] >= period.start, table[column] < period.end)
 
 
 def _rate(numerator: pd.Series, denominator: pd.Series) -> pd.Series:

@@ -5,7 +5,6 @@ a conversion and before a drop-off, and the stage funnel per starting channel.""
 from __future__ import annotations
 
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import groupby, pairwise
 from typing import Annotated, Any
@@ -92,19 +91,14 @@ def kind_of(params: dict[str, str]) -> str:
 
 
 def reports(engine: Engine, settings: Settings, span: Period, kind: str) -> Reports:
-    """The page's reports through the report cache; computed side by side when cold."""
-    calls = (
-        (transitions, (kind,), {}),
-        (paths, (kind,), {"outcome": "conversion", "limit": TOP_PATHS}),
-        (paths, (kind,), {"outcome": "drop-off", "limit": TOP_PATHS}),
-        (funnel, (), {}),
+    """The page's reports through the report cache; when cold, they share the journeys
+    towards ``kind`` on the workspace they run on."""
+    return Reports(
+        cached_report(engine, settings, transitions, span, kind),
+        cached_report(engine, settings, paths, span, kind, outcome="conversion", limit=TOP_PATHS),
+        cached_report(engine, settings, paths, span, kind, outcome="drop-off", limit=TOP_PATHS),
+        cached_report(engine, settings, funnel, span),
     )
-    with ThreadPoolExecutor(len(calls), thread_name_prefix="plait-journeys") as pool:
-        futures = [
-            pool.submit(cached_report, engine, settings, report, span, *args, **kwargs)
-            for report, args, kwargs in calls
-        ]
-        return Reports(*(future.result() for future in futures))
 
 
 def _digits(values: pd.Series) -> int:

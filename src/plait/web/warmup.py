@@ -1,7 +1,8 @@
 """Keeps the dashboard's default views computed: when new data reaches the lake, a background
 thread of the server recomputes the reports behind Overview, Channels (first and last
 touch) and Journeys for their default range, so the first person to open them after a sync
-reads from the report cache instead of waiting for the engine."""
+reads from the report cache instead of waiting for the engine. Doing so reads the lake's
+history into the workspace of its new state, which other ranges and models start from."""
 
 from __future__ import annotations
 
