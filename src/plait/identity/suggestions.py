@@ -186,7 +186,7 @@ def list_suggestions(
     )
     sides = [row[side] for row in rows for side in ("left_id", "right_id")]
     current = sa.select(profiles.c.id, profiles.c.root_id).where(profiles.c.id.in_(sides))
-    root = dict(conn.execute(current).tuples().all())
+    root = {row.id: row.root_id for row in conn.execute(current)}
     shown = {UUID(s["id"]): s for s in customer_summaries(conn, sorted(set(root.values())))}
     return [
         {
