@@ -199,10 +199,12 @@ def test_messenger_and_instagram_messages_reach_their_customers(
     picture["message"]["attachments"] = [
         {"type": "image", "payload": {"url": "https://scontent.xx.fbcdn.net/v/t1.jpg"}}
     ]
+    question = messaging_text(PSID, PAGE_ID, "Is the blue one in stock?")
+    picture["timestamp"] = question["timestamp"] + 1000  # the picture follows the question
     page = messaging(
         "page",
         PAGE_ID,
-        messaging_text(PSID, PAGE_ID, "Is the blue one in stock?"),
+        question,
         picture,
         messaging_text(PSID, PAGE_ID, "Yes, it is!", echo=True),
     )
