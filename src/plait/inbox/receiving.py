@@ -75,23 +75,32 @@ def receive(
     """Store an inbound message and its event (nothing if the provider id was seen), then
     route it to its conversation."""
     with write(engine) as conn:
-        stored = store_inbound(conn, rules, inbox, inbound)
+        stored = store_message(conn, rules, inbox, inbound)
     if stored.duplicate:
         return stored
     routed = route_pending(engine, settings, only=[stored.message_id])
     return Received(stored.message_id, False, routed.get(stored.message_id))
 
 
-def store_inbound(conn: Connection, rules: Rules, inbox: Inbox, inbound: Inbound) -> Received:
-    """Insert the message and its event in ``conn``'s transaction; a provider id already
-    stored for this inbox makes it a duplicate and writes nothing."""
+def store_message(
+    conn: Connection,
+    rules: Rules,
+    inbox: Inbox,
+    inbound: Inbound,
+    *,
+    outbound: bool = False,
+    author_id: UUID | None = None,
+) -> Received:
+    """Insert a provider's message and its event in ``conn``'s transaction; a provider id
+    already stored for this inbox makes it a duplicate and writes nothing. ``outbound`` is
+    for contacts the team made outside Plait's outbox (an agent's logged call)."""
     _check(inbound)
     now = utcnow()
     message_id = uuid7()
     event = message_event(
         rules,
         inbox,
-        direction="inbound",
+        direction="outbound" if outbound else "inbound",
         event=inbound.event,
         message_id=message_id,
         contact=inbound.contact,
@@ -108,15 +117,16 @@ def store_inbound(conn: Connection, rules: Rules, inbox: Inbox, inbound: Inbound
         .values(
             id=message_id,
             inbox_id=inbox.id,
-            direction="in",
+            direction="out" if outbound else "in",
             channel=inbox.channel,
             contact=inbound.contact,
-            sender_name=inbound.traits.get("name"),
+            author_id=author_id,
+            sender_name=None if outbound else inbound.traits.get("name"),
             subject=inbound.subject,
             body=inbound.body,
             attachments=list(inbound.attachments) or None,
             provider_id=inbound.provider_id,
-            status="received",
+            status="sent" if outbound else "received",
             email_message_id=inbound.email_message_id,
             in_reply_to=inbound.in_reply_to,
             references=list(inbound.references) or None,

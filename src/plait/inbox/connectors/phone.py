@@ -35,13 +35,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Engine
 
-from plait.collect.event_store import events, store
+from plait.collect.event_store import events
 from plait.collect.messages import Rules
 from plait.core.auth import Principal, require
 from plait.core.clock import utcnow
-from plait.core.db import dialect_insert, write
+from plait.core.db import write
 from plait.core.errors import InvalidInput, TooLarge
-from plait.core.ids import uuid7
 from plait.core.settings import InboxSettings, Settings
 from plait.core.users import users
 from plait.identity.graph import identities
@@ -49,7 +48,7 @@ from plait.identity.identifiers import IdentityRules, identity_rules
 from plait.inbox.connectors import DeliveryFailed, Outgoing
 from plait.inbox.inboxes import Inbox
 from plait.inbox.outbox import answered
-from plait.inbox.receiving import MAX_BODY, Inbound, Received, message_event, store_inbound
+from plait.inbox.receiving import MAX_BODY, Inbound, Received, store_message
 from plait.inbox.routing import conversation_for, lock_routing, route_pending
 from plait.inbox.schema import conversations, inboxes, messages
 from plait.inbox.webhooks import webhook_inbox
@@ -290,67 +289,17 @@ def _authors(conn: Connection, agents: Iterable[str]) -> dict[str, UUID]:
 def _store(
     conn: Connection, rules: Rules, inbox: Inbox, call: Call, author_id: UUID | None
 ) -> Received:
-    if call.direction == "inbound":
-        inbound = Inbound(
-            provider_id=call.provider_id,
-            contact=call.phone,
-            body=call.body,
-            traits=call.traits,
-            sent_at=call.started_at,
-            event=CALL_EVENT,
-            properties=call.properties,
-        )
-        stored = store_inbound(conn, rules, inbox, inbound)
-        if author_id is not None and not stored.duplicate:
-            conn.execute(
-                messages.update()
-                .where(messages.c.id == stored.message_id)
-                .values(author_id=author_id)
-            )
-        return stored
-    now = utcnow()
-    message_id = uuid7()
-    event = message_event(
-        rules,
-        inbox,
-        direction="outbound",
-        event=CALL_EVENT,
-        message_id=message_id,
+    logged = Inbound(
+        provider_id=call.provider_id,
         contact=call.phone,
         body=call.body,
-        subject=None,
-        at=call.started_at,
         traits=call.traits,
+        sent_at=call.started_at,
+        event=CALL_EVENT,
         properties=call.properties,
     )
-    inserted = conn.execute(
-        dialect_insert(conn)(messages)
-        .values(
-            id=message_id,
-            inbox_id=inbox.id,
-            direction="out",
-            channel=inbox.channel,
-            contact=call.phone,
-            author_id=author_id,
-            body=call.body,
-            provider_id=call.provider_id,
-            status="sent",
-            event_id=event["id"],
-            created_at=call.started_at,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing()
-        .returning(messages.c.id)
-    ).first()
-    if inserted is None:
-        existing = conn.execute(
-            sa.select(messages.c.id, messages.c.conversation_id).where(
-                messages.c.inbox_id == inbox.id, messages.c.provider_id == call.provider_id
-            )
-        ).one()
-        return Received(existing.id, True, existing.conversation_id)
-    store(conn, [event], [])
-    return Received(message_id, False)
+    outbound = call.direction != "inbound"
+    return store_message(conn, rules, inbox, logged, outbound=outbound, author_id=author_id)
 
 
 def route_outbound(

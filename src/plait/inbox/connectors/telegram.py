@@ -31,7 +31,7 @@ from plait.core.errors import InvalidInput, TooLarge
 from plait.core.settings import InboxSettings, Settings
 from plait.inbox.connectors import DeliveryFailed, Outgoing, check_status
 from plait.inbox.inboxes import Inbox
-from plait.inbox.receiving import Inbound, Received, mark_delivery, store_inbound
+from plait.inbox.receiving import Inbound, Received, mark_delivery, store_message
 from plait.inbox.routing import route_pending
 from plait.inbox.webhooks import refuse, same_secret, webhook_inbox
 
@@ -97,7 +97,7 @@ def handle_update(
     with write(engine) as conn:
         if not mark_delivery(conn, inbox, f"update:{update_id}") or inbound is None:
             return None
-        stored = store_inbound(conn, rules, inbox, inbound)
+        stored = store_message(conn, rules, inbox, inbound)
     if stored.duplicate:
         return stored
     routed = route_pending(engine, settings, only=[stored.message_id])
