@@ -1,5 +1,6 @@
 """The ASGI application: mounts each area's routers, renders every error as JSON, and runs
-the group committer that makes concurrent requests share transactions."""
+the group writers that make concurrent requests (tracking calls, inbound messages) share
+transactions."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from plait.inbox.connectors.webhook_routers import webhook_routers
 from plait.inbox.csat import on_resolved
 from plait.inbox.csat import router as csat_router
 from plait.inbox.outbox import DeliveryWorker
+from plait.inbox.receiving import Receiver
 from plait.migrations import upgrade
 from plait.profiles.api import profiles_api
 from plait.web.app import install_dashboard, is_page_request, page_error, page_error_for
@@ -47,6 +49,7 @@ def create_app(
         if migrate:
             await run_in_threadpool(upgrade, app.state.engine)
         app.state.committer = GroupCommitter(app.state.engine)
+        app.state.receiver = Receiver(app.state.engine, settings, app.state.rules)
         app.state.delivery = DeliveryWorker(app.state.engine, settings).start()
         warming = start_warming(app.state.engine, settings) if warm else None
         try:
@@ -56,6 +59,7 @@ def create_app(
                 warming.set()
             await run_in_threadpool(app.state.delivery.stop)
             await run_in_threadpool(app.state.committer.close)
+            await run_in_threadpool(app.state.receiver.close)
 
     app = FastAPI(title="Plait", version=__version__, lifespan=lifespan)
     app.state.settings = settings

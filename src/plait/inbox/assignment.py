@@ -3,7 +3,8 @@ anyone already at their capacity of open conversations."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -18,42 +19,88 @@ ACTIVE_STATUSES = ("open", "pending")
 """Statuses that count against an agent's capacity."""
 
 
-def open_load() -> sa.Subquery:
-    """Open conversations per assignee."""
-    return (
-        sa.select(conversations.c.assignee_id, sa.func.count().label("load"))
-        .where(
-            conversations.c.status.in_(ACTIVE_STATUSES), conversations.c.assignee_id.is_not(None)
-        )
-        .group_by(conversations.c.assignee_id)
-        .subquery()
-    )
-
-
 def pick_agent(conn: Connection, team_id: UUID | None, now: datetime) -> UUID | None:
-    """The next agent in the rotation (the one assigned least recently) who is available,
-    enabled, in the team (any team when None) and under capacity; None if nobody is.
-    Call it in the routing transaction, which serialises assignments."""
-    load = open_load()
-    query = (
-        sa.select(agents.c.user_id)
-        .join(users, users.c.id == agents.c.user_id)
-        .outerjoin(load, load.c.assignee_id == agents.c.user_id)
-        .where(
-            agents.c.available.is_(True),
-            users.c.disabled_at.is_(None),
-            sa.func.coalesce(load.c.load, 0) < agents.c.capacity,
-        )
-        .order_by(agents.c.last_assigned_at.is_not(None), agents.c.last_assigned_at, users.c.email)
-        .limit(1)
-    )
-    if team_id is not None:
-        members = sa.select(team_members.c.user_id).where(team_members.c.team_id == team_id)
-        query = query.where(agents.c.user_id.in_(members))
-    chosen = conn.execute(query).scalar()
-    if chosen is not None:
-        conn.execute(agents.update().where(agents.c.user_id == chosen).values(last_assigned_at=now))
+    """The next agent in the rotation for one new conversation (see :class:`Rotation`)."""
+    rotation = Rotation(conn, now)
+    chosen = rotation.pick(team_id)
+    rotation.save()
     return chosen
+
+
+class Rotation:
+    """The assignment rotation, read once for a routing transaction.
+
+    :meth:`pick` gives the next agent in the rotation (the one assigned least recently) who
+    is available, enabled, in the team (any team when None) and under capacity, or None if
+    nobody is; :meth:`save` records who was assigned. Use it inside the routing transaction,
+    which serialises assignments. Each pick is stamped a microsecond after the previous one,
+    so agents assigned in the same transaction keep their order in the rotation.
+    """
+
+    def __init__(self, conn: Connection, now: datetime) -> None:
+        self.conn = conn
+        self._next_stamp = now
+        self._assigned: dict[UUID, datetime] = {}
+        candidates = (
+            sa.select(agents.c.user_id, agents.c.capacity, agents.c.last_assigned_at, users.c.email)
+            .join(users, users.c.id == agents.c.user_id)
+            .where(agents.c.available.is_(True), users.c.disabled_at.is_(None))
+        )
+        self._agents = {row.user_id: row._asdict() for row in conn.execute(candidates)}
+        for agent in self._agents.values():
+            agent["load"], agent["teams"] = 0, set()
+        if not self._agents:
+            return
+        ids = list(self._agents)
+        loads = conn.execute(
+            sa.select(conversations.c.assignee_id, sa.func.count())
+            .where(
+                conversations.c.assignee_id.in_(ids),
+                conversations.c.status.in_(ACTIVE_STATUSES),
+            )
+            .group_by(conversations.c.assignee_id)
+        )
+        for user_id, load in loads:
+            self._agents[user_id]["load"] = load
+        teams = conn.execute(
+            sa.select(team_members.c.user_id, team_members.c.team_id).where(
+                team_members.c.user_id.in_(ids)
+            )
+        )
+        for user_id, team in teams:
+            self._agents[user_id]["teams"].add(team)
+
+    def pick(self, team_id: UUID | None) -> UUID | None:
+        """The next agent for a new conversation of ``team_id``'s inbox, counted as assigned."""
+        ready = [
+            agent
+            for agent in self._agents.values()
+            if agent["load"] < agent["capacity"] and (team_id is None or team_id in agent["teams"])
+        ]
+        if not ready:
+            return None
+        chosen = min(ready, key=_rotation_order)
+        stamp, self._next_stamp = self._next_stamp, self._next_stamp + timedelta(microseconds=1)
+        chosen["load"] += 1
+        chosen["last_assigned_at"] = stamp
+        self._assigned[chosen["user_id"]] = stamp
+        return chosen["user_id"]
+
+    def save(self) -> None:
+        """Record the assignments made since the last save."""
+        if self._assigned:
+            self.conn.execute(
+                agents.update()
+                .where(agents.c.user_id == sa.bindparam("agent"))
+                .values(last_assigned_at=sa.bindparam("stamp")),
+                [{"agent": user_id, "stamp": at} for user_id, at in self._assigned.items()],
+            )
+            self._assigned = {}
+
+
+def _rotation_order(agent: dict[str, Any]) -> tuple[bool, datetime, str]:
+    last = agent["last_assigned_at"]
+    return (last is not None, last or datetime.min.replace(tzinfo=UTC), agent["email"])
 
 
 def set_availability(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -20,8 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 from plait.collect.event_store import store
 from plait.collect.messages import Envelope, InvalidMessage, Rules, normalize
 from plait.core.clock import isoformat, utcnow
-from plait.core.db import dialect_insert, write
+from plait.core.db import dialect_insert, read, write
 from plait.core.errors import InvalidInput
+from plait.core.group_commit import GroupWorker
 from plait.core.ids import uuid7
 from plait.core.settings import Settings
 from plait.core.sources import Source
@@ -60,6 +62,10 @@ class Inbound:
     properties: Mapping[str, Any] = field(default_factory=dict)
 
 
+Arrival = tuple[Inbox, Inbound]
+"""A message and the inbox it came to."""
+
+
 @dataclass(frozen=True)
 class Received:
     """What became of an inbound message."""
@@ -74,12 +80,51 @@ def receive(
 ) -> Received:
     """Store an inbound message and its event (nothing if the provider id was seen), then
     route it to its conversation."""
+    return receive_many(engine, settings, rules, [(inbox, inbound)])[0]
+
+
+def receive_many(
+    engine: Engine, settings: Settings, rules: Rules, arrivals: Sequence[Arrival]
+) -> list[Received]:
+    """Store inbound messages with their events in one transaction, then route the new ones
+    in one more (see :func:`receive`)."""
     with write(engine) as conn:
-        stored = store_message(conn, rules, inbox, inbound)
-    if stored.duplicate:
-        return stored
-    routed = route_pending(engine, settings, only=[stored.message_id])
-    return Received(stored.message_id, False, routed.get(stored.message_id))
+        stored = store_messages(conn, rules, arrivals)
+    new = [received.message_id for received in stored if not received.duplicate]
+    routed = route_pending(engine, settings, only=new)
+    if len(routed) < len(new):  # another router (the delivery worker's sweep) came first
+        with read(engine) as conn:
+            placed = conn.execute(
+                sa.select(messages.c.id, messages.c.conversation_id).where(
+                    messages.c.id.in_([m for m in new if m not in routed])
+                )
+            )
+            routed.update({row.id: row.conversation_id for row in placed})
+    return [
+        received
+        if received.duplicate
+        else Received(received.message_id, False, routed.get(received.message_id))
+        for received in stored
+    ]
+
+
+class Receiver:
+    """The server's inbound writer: concurrent webhooks' messages are stored and routed
+    together (:func:`receive_many` over every message waiting at that moment), and each
+    request is answered once its message is committed and routed."""
+
+    def __init__(self, engine: Engine, settings: Settings, rules: Rules) -> None:
+        self._worker: GroupWorker[Arrival, Received] = GroupWorker(
+            partial(receive_many, engine, settings, rules), name="plait-inbound", max_size=200
+        )
+
+    def receive(self, inbox: Inbox, inbound: Inbound) -> Received:
+        """Store and route one message (see :func:`receive`), sharing the transactions."""
+        check_inbound(inbound)
+        return self._worker.submit((inbox, inbound))
+
+    def close(self) -> None:
+        self._worker.close()
 
 
 def store_message(
@@ -94,59 +139,95 @@ def store_message(
     """Insert a provider's message and its event in ``conn``'s transaction; a provider id
     already stored for this inbox makes it a duplicate and writes nothing. ``outbound`` is
     for contacts the team made outside Plait's outbox (an agent's logged call)."""
-    _check(inbound)
+    return store_messages(conn, rules, [(inbox, inbound)], outbound=outbound, author_id=author_id)[
+        0
+    ]
+
+
+def store_messages(
+    conn: Connection,
+    rules: Rules,
+    arrivals: Sequence[Arrival],
+    *,
+    outbound: bool = False,
+    author_id: UUID | None = None,
+) -> list[Received]:
+    """:func:`store_message` for several messages, set-wise: one insert of the messages and
+    one of their events. A provider id seen before, or twice in ``arrivals``, is stored once;
+    the later ones are duplicates of it."""
     now = utcnow()
-    message_id = uuid7()
-    event = message_event(
-        rules,
-        inbox,
-        direction="outbound" if outbound else "inbound",
-        event=inbound.event,
-        message_id=message_id,
-        contact=inbound.contact,
-        body=inbound.body,
-        subject=inbound.subject,
-        at=inbound.sent_at or now,
-        traits=inbound.traits,
-        external_ids=inbound.external_ids,
-        anonymous_id=inbound.anonymous_id,
-        properties=inbound.properties,
-    )
-    inserted = conn.execute(
-        dialect_insert(conn)(messages)
-        .values(
-            id=message_id,
-            inbox_id=inbox.id,
-            direction="out" if outbound else "in",
-            channel=inbox.channel,
+    rows: list[dict[str, Any]] = []
+    events_by_message: dict[UUID, dict[str, Any]] = {}
+    first: dict[tuple[UUID, str], UUID] = {}
+    for inbox, inbound in arrivals:
+        check_inbound(inbound)
+        message_id = uuid7()
+        first.setdefault((inbox.id, inbound.provider_id), message_id)
+        if first[(inbox.id, inbound.provider_id)] != message_id:
+            continue
+        event = message_event(
+            rules,
+            inbox,
+            direction="outbound" if outbound else "inbound",
+            event=inbound.event,
+            message_id=message_id,
             contact=inbound.contact,
-            author_id=author_id,
-            sender_name=None if outbound else inbound.traits.get("name"),
-            subject=inbound.subject,
             body=inbound.body,
-            attachments=list(inbound.attachments) or None,
-            provider_id=inbound.provider_id,
-            status="sent" if outbound else "received",
-            email_message_id=inbound.email_message_id,
-            in_reply_to=inbound.in_reply_to,
-            references=list(inbound.references) or None,
-            thread_token=inbound.token,
-            event_id=event["id"],
-            created_at=inbound.sent_at or now,
-            updated_at=now,
+            subject=inbound.subject,
+            at=inbound.sent_at or now,
+            traits=inbound.traits,
+            external_ids=inbound.external_ids,
+            anonymous_id=inbound.anonymous_id,
+            properties=inbound.properties,
         )
-        .on_conflict_do_nothing()
-        .returning(messages.c.id)
-    ).first()
-    if inserted is None:
-        existing = conn.execute(
-            sa.select(messages.c.id, messages.c.conversation_id).where(
-                messages.c.inbox_id == inbox.id, messages.c.provider_id == inbound.provider_id
-            )
-        ).one()
-        return Received(existing.id, True, existing.conversation_id)
-    store(conn, [event], [])
-    return Received(message_id, False)
+        events_by_message[message_id] = event
+        rows.append(
+            {
+                "id": message_id,
+                "inbox_id": inbox.id,
+                "direction": "out" if outbound else "in",
+                "channel": inbox.channel,
+                "contact": inbound.contact,
+                "author_id": author_id,
+                "sender_name": None if outbound else inbound.traits.get("name"),
+                "subject": inbound.subject,
+                "body": inbound.body,
+                "attachments": list(inbound.attachments) or None,
+                "provider_id": inbound.provider_id,
+                "status": "sent" if outbound else "received",
+                "email_message_id": inbound.email_message_id,
+                "in_reply_to": inbound.in_reply_to,
+                "references": list(inbound.references) or None,
+                "thread_token": inbound.token,
+                "event_id": event["id"],
+                "created_at": inbound.sent_at or now,
+                "updated_at": now,
+            }
+        )
+    if not rows:
+        return []
+    inserted = set(
+        conn.execute(
+            dialect_insert(conn)(messages).on_conflict_do_nothing().returning(messages.c.id),
+            rows,
+        ).scalars()
+    )
+    if inserted:
+        store(conn, [events_by_message[message_id] for message_id in inserted], [])
+    repeats = [key for key, message_id in first.items() if message_id not in inserted]
+    before = _stored_before(conn, repeats)
+    outcomes, claimed = [], set()
+    for inbox, inbound in arrivals:
+        key = (inbox.id, inbound.provider_id)
+        message_id = first[key]
+        if message_id in inserted and message_id not in claimed:
+            claimed.add(message_id)
+            outcomes.append(Received(message_id, False))
+        elif key in before:
+            outcomes.append(Received(before[key][0], True, before[key][1]))
+        else:  # a repeat, in this group, of a message stored just now
+            outcomes.append(Received(message_id, True))
+    return outcomes
 
 
 def message_event(
@@ -199,7 +280,27 @@ def message_event(
         raise InvalidInput(exc.message, code=exc.code, field=exc.field) from None
 
 
-def _check(inbound: Inbound) -> None:
+def _stored_before(
+    conn: Connection, keys: Sequence[tuple[UUID, str]]
+) -> dict[tuple[UUID, str], tuple[UUID, UUID | None]]:
+    """The stored message (and its conversation) of each (inbox id, provider id)."""
+    by_inbox: dict[UUID, list[str]] = {}
+    for inbox_id, provider_id in keys:
+        by_inbox.setdefault(inbox_id, []).append(provider_id)
+    found = {}
+    for inbox_id, provider_ids in by_inbox.items():
+        rows = conn.execute(
+            sa.select(messages.c.provider_id, messages.c.id, messages.c.conversation_id).where(
+                messages.c.inbox_id == inbox_id, messages.c.provider_id.in_(provider_ids)
+            )
+        )
+        for provider_id, message_id, conversation_id in rows:
+            found[(inbox_id, provider_id)] = (message_id, conversation_id)
+    return found
+
+
+def check_inbound(inbound: Inbound) -> None:
+    """Refuse a message no provider would send (no id, no sender, too long, a NUL)."""
     if not inbound.provider_id or len(inbound.provider_id) > 500:
         raise InvalidInput("a message needs a provider message id", field="provider_id")
     if not inbound.contact or not inbound.contact.strip():

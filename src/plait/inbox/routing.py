@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,7 +24,7 @@ from plait.core.db import read, write
 from plait.core.ids import uuid7
 from plait.core.settings import Settings
 from plait.identity.graph import identities, profiles
-from plait.inbox.assignment import pick_agent
+from plait.inbox.assignment import Rotation
 from plait.inbox.schema import conversations, inboxes, messages
 from plait.inbox.sla import deadline
 from plait.profiles.pipeline import resolve
@@ -44,57 +43,197 @@ def route_pending(
     engine: Engine, settings: Settings, *, only: Sequence[UUID] | None = None, limit: int = 1000
 ) -> dict[UUID, UUID]:
     """Route inbound messages not yet in a conversation (just ``only``, if given); returns
-    each routed message's conversation."""
-    unrouted = sa.select(messages.c.id).where(
-        messages.c.direction == "in", messages.c.conversation_id.is_(None)
-    )
-    if only is not None:
-        unrouted = unrouted.where(messages.c.id.in_(list(only)))
-    with read(engine) as conn:
-        if conn.execute(unrouted.limit(1)).first() is None:
-            return {}
+    each routed message's conversation. One transaction for all of them."""
+    if only is None:
+        unrouted = sa.select(messages.c.id).where(
+            messages.c.direction == "in", messages.c.conversation_id.is_(None)
+        )
+        with read(engine) as conn:
+            if conn.execute(unrouted.limit(1)).first() is None:
+                return {}
+    elif not only:
+        return {}
     resolve(engine, settings)
     routed: dict[UUID, UUID] = {}
     with write(engine) as conn:
         lock_routing(conn)
-        query = (
-            sa.select(
-                messages,
-                events.c.identity_kind,
-                events.c.identity_value,
-                inboxes.c.team_id,
-            )
-            .join(events, events.c.id == messages.c.event_id)
-            .join(inboxes, inboxes.c.id == messages.c.inbox_id)
-            .where(messages.c.direction == "in", messages.c.conversation_id.is_(None))
-            .order_by(messages.c.created_at, messages.c.id)
-            .limit(limit)
-        )
+        query = unrouted_messages().where(messages.c.direction == "in").limit(limit)
         if only is not None:
             query = query.where(messages.c.id.in_(list(only)))
-        for row in conn.execute(query).mappings().all():
-            home = conn.execute(
-                sa.select(identities.c.profile_id).where(
-                    identities.c.kind == row["identity_kind"],
-                    identities.c.value == row["identity_value"],
-                )
-            ).scalar()
-            if home is None:
+        rows = conn.execute(query).mappings().all()
+        router = Router(conn, settings, rows)
+        for row in rows:
+            if row["home"] is None:
                 continue
-            conversation = conversation_for(conn, settings, row, home)
-            _attach(conn, settings, conversation, row)
+            conversation = router.conversation_for(row)
+            router.attach(conversation, row)
             routed[row["id"]] = conversation["id"]
+        router.flush()
     return routed
 
 
-def conversation_for(conn: Connection, settings: Settings, row: Any, home: UUID) -> dict[str, Any]:
-    """The conversation a message (``row``, with its inbox's ``team_id``) of the customer
-    ``home`` belongs in: the thread it answers, else their open one, else a new one."""
+def unrouted_messages() -> sa.Select:
+    """Messages not yet in a conversation, oldest first, with what routing needs: their
+    inbox's team and the sender's profile (``home``) and customer (``root``), if resolved."""
     return (
-        _threaded(conn, row, home)
-        or _open_conversation(conn, home)
-        or _start(conn, settings, row, home)
+        sa.select(
+            messages,
+            inboxes.c.team_id,
+            identities.c.profile_id.label("home"),
+            profiles.c.root_id.label("root"),
+        )
+        .join(events, events.c.id == messages.c.event_id)
+        .join(inboxes, inboxes.c.id == messages.c.inbox_id)
+        .outerjoin(
+            identities,
+            sa.and_(
+                identities.c.kind == events.c.identity_kind,
+                identities.c.value == events.c.identity_value,
+            ),
+        )
+        .outerjoin(profiles, profiles.c.id == identities.c.profile_id)
+        .where(messages.c.conversation_id.is_(None))
+        .order_by(messages.c.created_at, messages.c.id)
     )
+
+
+class Router:
+    """Routing state for one transaction's messages (rows of :func:`unrouted_messages`).
+
+    Each customer's open conversation is read once for the whole group, the conversation
+    numbers and the assignment rotation are loaded once, and the messages' and
+    conversations' updates are written together by :meth:`flush` — so routing a group costs
+    a few statements, not a few per message.
+    """
+
+    def __init__(self, conn: Connection, settings: Settings, rows: Sequence[Any]) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.now = utcnow()
+        self._open = _open_conversations(conn, {row["root"] for row in rows if row["root"]})
+        self._known: dict[UUID, dict[str, Any]] = {c["id"]: c for c in self._open.values()}
+        self._changed: dict[UUID, dict[str, Any]] = {}
+        self._placed: list[dict[str, Any]] = []
+        self._number: int | None = None
+        self._rotation: Rotation | None = None
+
+    def conversation_for(self, row: Any) -> dict[str, Any]:
+        """The conversation a message belongs in: the thread it answers, else the customer's
+        open one, else a new one."""
+        found = self._threaded(row) if row["thread_token"] or _references(row) else None
+        return found or self._open.get(row["root"]) or self._start(row)
+
+    def attach(self, conversation: dict[str, Any], row: Any) -> None:
+        """Put an inbound message in ``conversation``: it waits for an answer, and a
+        pending, snoozed or resolved conversation opens again."""
+        settings, at = self.settings, row["created_at"]
+        values: dict[str, Any] = {
+            "inbox_id": row["inbox_id"],
+            "updated_at": self.now,
+            "last_message_at": max(conversation["last_message_at"], at),
+        }
+        if conversation["waiting_since"] is None:
+            values["waiting_since"] = at
+            if conversation.get("first_response_at") is not None:
+                values["next_response_due"] = deadline(
+                    settings.inbox.business_hours, at, settings.inbox.sla.next_response_minutes
+                )
+        if conversation["status"] != "open":
+            values["status"] = "open"
+            values["snoozed_until"] = None
+        if conversation["status"] == "resolved":
+            values["resolved_at"] = None
+            values["resolution_due"] = deadline(
+                settings.inbox.business_hours, self.now, settings.inbox.sla.resolution_minutes
+            )
+        if not conversation.get("subject") and row["subject"]:
+            values["subject"] = row["subject"]
+        conversation.update(values)
+        self._changed.setdefault(conversation["id"], {}).update(values)
+        self._placed.append({"message": row["id"], "conversation": conversation["id"]})
+        current = self._open.get(row["root"])
+        if current is None or conversation["last_message_at"] >= current["last_message_at"]:
+            self._open[row["root"]] = conversation
+
+    def flush(self) -> None:
+        """Write the conversations' changes, the messages' placement and the rotation."""
+        for conversation_id, values in self._changed.items():
+            self.conn.execute(
+                conversations.update().where(conversations.c.id == conversation_id).values(**values)
+            )
+        if self._placed:
+            self.conn.execute(
+                messages.update()
+                .where(messages.c.id == sa.bindparam("message"))
+                .values(conversation_id=sa.bindparam("conversation"), updated_at=self.now),
+                self._placed,
+            )
+        if self._rotation is not None:
+            self._rotation.save()
+        self._changed, self._placed = {}, []
+
+    def _threaded(self, row: Any) -> dict[str, Any] | None:
+        self.flush()  # a reply may answer a message placed earlier in this group
+        found = _threaded(self.conn, row, row["root"])
+        if found is None:
+            return None
+        return self._known.setdefault(found["id"], found)
+
+    def _start(self, row: Any) -> dict[str, Any]:
+        policy, hours = self.settings.inbox.sla, self.settings.inbox.business_hours
+        if self._number is None:
+            self._number = self.conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(conversations.c.number), 0))
+            ).scalar_one()
+        if self._rotation is None:
+            self._rotation = Rotation(self.conn, self.now)
+        self._number += 1
+        conversation = {
+            "id": uuid7(),
+            "number": self._number,
+            "profile_id": row["home"],
+            "inbox_id": row["inbox_id"],
+            "status": "open",
+            "priority": "normal",
+            "assignee_id": self._rotation.pick(row["team_id"]),
+            "team_id": row["team_id"],
+            "subject": row["subject"],
+            "labels": [],
+            "token": secrets.token_urlsafe(18),
+            "created_at": row["created_at"],
+            "updated_at": self.now,
+            "last_message_at": row["created_at"],
+            "waiting_since": None,
+            "first_response_at": None,
+            "first_response_due": deadline(hours, row["created_at"], policy.first_response_minutes),
+            "resolution_due": deadline(hours, row["created_at"], policy.resolution_minutes),
+            "sla_breaches": [],
+        }
+        self.conn.execute(conversations.insert(), conversation)
+        self._known[conversation["id"]] = conversation
+        self._open[row["root"]] = conversation
+        return conversation
+
+
+def _references(row: Any) -> list[str]:
+    return [ref for ref in [row["in_reply_to"], *(row["references"] or [])] if ref]
+
+
+def _open_conversations(conn: Connection, roots: set[UUID]) -> dict[UUID, dict[str, Any]]:
+    """Each customer's most recent conversation that is not resolved."""
+    if not roots:
+        return {}
+    rows = conn.execute(
+        sa.select(conversations, profiles.c.root_id.label("root"))
+        .join(profiles, profiles.c.id == conversations.c.profile_id)
+        .where(profiles.c.root_id.in_(list(roots)), conversations.c.status != "resolved")
+        .order_by(conversations.c.last_message_at.desc())
+    ).mappings()
+    found: dict[UUID, dict[str, Any]] = {}
+    for row in rows:
+        conversation = dict(row)
+        found.setdefault(conversation.pop("root"), conversation)
+    return found
 
 
 def customer_of(profile_id: Any) -> sa.ScalarSelect:
@@ -108,8 +247,7 @@ def customer_conversations(root_id: UUID) -> sa.Select:
     return sa.select(conversations).where(conversations.c.profile_id.in_(members))
 
 
-def _threaded(conn: Connection, row: Any, home: UUID) -> dict[str, Any] | None:
-    root = customer_of(home)
+def _threaded(conn: Connection, row: Any, root: UUID) -> dict[str, Any] | None:
     same_customer = conversations.c.profile_id.in_(
         sa.select(profiles.c.id).where(profiles.c.root_id == root)
     )
@@ -125,7 +263,7 @@ def _threaded(conn: Connection, row: Any, home: UUID) -> dict[str, Any] | None:
         )
         if found is not None:
             return dict(found)
-    references = [ref for ref in [row["in_reply_to"], *(row["references"] or [])] if ref]
+    references = _references(row)
     if references:
         found = (
             conn.execute(
@@ -145,82 +283,3 @@ def _threaded(conn: Connection, row: Any, home: UUID) -> dict[str, Any] | None:
         if found is not None:
             return dict(found)
     return None
-
-
-def _open_conversation(conn: Connection, home: UUID) -> dict[str, Any] | None:
-    root = conn.execute(sa.select(profiles.c.root_id).where(profiles.c.id == home)).scalar()
-    found = (
-        conn.execute(
-            customer_conversations(root)
-            .where(conversations.c.status != "resolved")
-            .order_by(conversations.c.last_message_at.desc())
-            .limit(1)
-        )
-        .mappings()
-        .first()
-    )
-    return dict(found) if found is not None else None
-
-
-def _start(conn: Connection, settings: Settings, row: Any, home: UUID) -> dict[str, Any]:
-    now = utcnow()
-    policy, hours = settings.inbox.sla, settings.inbox.business_hours
-    number = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.max(conversations.c.number), 0))
-    ).scalar()
-    conversation = {
-        "id": uuid7(),
-        "number": number + 1,
-        "profile_id": home,
-        "inbox_id": row["inbox_id"],
-        "status": "open",
-        "priority": "normal",
-        "assignee_id": pick_agent(conn, row["team_id"], now),
-        "team_id": row["team_id"],
-        "subject": row["subject"],
-        "labels": [],
-        "token": secrets.token_urlsafe(18),
-        "created_at": row["created_at"],
-        "updated_at": now,
-        "last_message_at": row["created_at"],
-        "waiting_since": None,
-        "first_response_due": deadline(hours, row["created_at"], policy.first_response_minutes),
-        "resolution_due": deadline(hours, row["created_at"], policy.resolution_minutes),
-        "sla_breaches": [],
-    }
-    conn.execute(conversations.insert(), conversation)
-    return conversation
-
-
-def _attach(conn: Connection, settings: Settings, conversation: dict[str, Any], row: Any) -> None:
-    at: datetime = row["created_at"]
-    now = utcnow()
-    values: dict[str, Any] = {
-        "inbox_id": row["inbox_id"],
-        "updated_at": now,
-        "last_message_at": max(conversation["last_message_at"], at),
-    }
-    if conversation["waiting_since"] is None:
-        values["waiting_since"] = at
-        if conversation.get("first_response_at") is not None:
-            values["next_response_due"] = deadline(
-                settings.inbox.business_hours, at, settings.inbox.sla.next_response_minutes
-            )
-    if conversation["status"] != "open":
-        values["status"] = "open"
-        values["snoozed_until"] = None
-    if conversation["status"] == "resolved":
-        values["resolved_at"] = None
-        values["resolution_due"] = deadline(
-            settings.inbox.business_hours, now, settings.inbox.sla.resolution_minutes
-        )
-    if not conversation.get("subject") and row["subject"]:
-        values["subject"] = row["subject"]
-    conn.execute(
-        conversations.update().where(conversations.c.id == conversation["id"]).values(**values)
-    )
-    conn.execute(
-        messages.update()
-        .where(messages.c.id == row["id"])
-        .values(conversation_id=conversation["id"], updated_at=now)
-    )

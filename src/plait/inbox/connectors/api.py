@@ -26,7 +26,7 @@ from plait.core.settings import InboxSettings, Settings
 from plait.identity.identifiers import external_kind, identity_rules
 from plait.inbox.connectors import DeliveryFailed, Outgoing, check_status
 from plait.inbox.inboxes import Inbox
-from plait.inbox.receiving import Inbound, receive
+from plait.inbox.receiving import Inbound
 from plait.inbox.webhooks import webhook_inbox
 
 router = APIRouter(tags=["inbox"])
@@ -69,7 +69,7 @@ def post_api_message(
     received before)."""
     app = request.app.state
     inbox = webhook_inbox(app.engine, inbox_id, ["api"])
-    received = receive(app.engine, app.settings, app.rules, inbox, inbound_of(body, app.settings))
+    received = app.receiver.receive(inbox, inbound_of(body, app.settings))
     if received.duplicate:
         response.status_code = 200
     return {

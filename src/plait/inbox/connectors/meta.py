@@ -30,7 +30,7 @@ from plait.core.errors import InvalidInput
 from plait.core.settings import InboxSettings
 from plait.inbox.connectors import DeliveryFailed, Outgoing, check_status
 from plait.inbox.inboxes import Inbox
-from plait.inbox.receiving import Inbound, store_message
+from plait.inbox.receiving import Inbound, store_messages
 from plait.inbox.routing import route_pending
 from plait.inbox.schema import messages
 from plait.inbox.webhooks import STATUS_RANK, apply_status, refuse, same_secret, webhook_inbox
@@ -141,7 +141,8 @@ def _handle(request: Request, inbox: Inbox, batch: Batch) -> None:
     """Store every message in one transaction (all or none), route them, apply statuses."""
     app = request.app.state
     with write(app.engine) as conn:
-        stored = [store_message(conn, app.rules, inbox, inbound) for inbound in batch.messages]
+        arrivals = [(inbox, inbound) for inbound in batch.messages]
+        stored = store_messages(conn, app.rules, arrivals)
     new = [received.message_id for received in stored if not received.duplicate]
     if new:
         route_pending(app.engine, app.settings, only=new)

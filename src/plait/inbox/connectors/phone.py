@@ -35,7 +35,6 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.engine import Connection, Engine
 
-from plait.collect.event_store import events
 from plait.collect.messages import Rules
 from plait.core.auth import Principal, require
 from plait.core.clock import utcnow
@@ -43,14 +42,13 @@ from plait.core.db import write
 from plait.core.errors import InvalidInput, TooLarge
 from plait.core.settings import InboxSettings, Settings
 from plait.core.users import users
-from plait.identity.graph import identities
 from plait.identity.identifiers import IdentityRules, identity_rules
 from plait.inbox.connectors import DeliveryFailed, Outgoing
 from plait.inbox.inboxes import Inbox
 from plait.inbox.outbox import answered
 from plait.inbox.receiving import MAX_BODY, Inbound, Received, store_message
-from plait.inbox.routing import conversation_for, lock_routing, route_pending
-from plait.inbox.schema import conversations, inboxes, messages
+from plait.inbox.routing import Router, lock_routing, route_pending, unrouted_messages
+from plait.inbox.schema import conversations, messages
 from plait.inbox.webhooks import webhook_inbox
 from plait.profiles.pipeline import resolve
 
@@ -314,23 +312,16 @@ def route_outbound(
     now = utcnow()
     with write(engine) as conn:
         lock_routing(conn)
-        rows = conn.execute(
-            sa.select(messages, events.c.identity_kind, events.c.identity_value, inboxes.c.team_id)
-            .join(events, events.c.id == messages.c.event_id)
-            .join(inboxes, inboxes.c.id == messages.c.inbox_id)
-            .where(messages.c.id.in_(list(message_ids)), messages.c.conversation_id.is_(None))
-            .order_by(messages.c.created_at, messages.c.id)
-        ).mappings()
-        for row in rows.all():
-            home = conn.execute(
-                sa.select(identities.c.profile_id).where(
-                    identities.c.kind == row["identity_kind"],
-                    identities.c.value == row["identity_value"],
-                )
-            ).scalar()
-            if home is None:
+        rows = (
+            conn.execute(unrouted_messages().where(messages.c.id.in_(list(message_ids))))
+            .mappings()
+            .all()
+        )
+        router = Router(conn, settings, rows)
+        for row in rows:
+            if row["home"] is None:
                 continue
-            found = conversation_for(conn, settings, row, home)
+            found = router.conversation_for(row)
             conversation = (
                 conn.execute(sa.select(conversations).where(conversations.c.id == found["id"]))
                 .mappings()
@@ -351,6 +342,7 @@ def route_outbound(
                 .values(conversation_id=conversation["id"], updated_at=now)
             )
             routed[row["id"]] = conversation["id"]
+        router.flush()
     return routed
 
 

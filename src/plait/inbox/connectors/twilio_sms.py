@@ -23,7 +23,7 @@ from plait.core.clock import utcnow
 from plait.core.settings import InboxSettings
 from plait.inbox.connectors import DeliveryFailed, Outgoing, check_status
 from plait.inbox.inboxes import Inbox
-from plait.inbox.receiving import Inbound, receive
+from plait.inbox.receiving import Inbound
 from plait.inbox.webhooks import apply_status, public_url, refuse, same_secret, webhook_inbox
 
 router = APIRouter(tags=["webhooks"])
@@ -84,7 +84,7 @@ def _handle(request: Request, inbox: Inbox, form: FormData) -> None:
         return
     inbound = parse_inbound(form)
     if inbound is not None:
-        receive(app.engine, app.settings, app.rules, inbox, inbound)
+        app.receiver.receive(inbox, inbound)
 
 
 def parse_inbound(form: FormData | Mapping[str, str]) -> Inbound | None:

@@ -42,7 +42,7 @@ from plait.core.settings import InboxSettings, Settings
 from plait.identity.identifiers import identity_rules, normalize_email
 from plait.inbox.connectors import Outgoing
 from plait.inbox.inboxes import Inbox
-from plait.inbox.receiving import Inbound, receive
+from plait.inbox.receiving import Inbound
 from plait.inbox.schema import messages
 from plait.inbox.webhooks import apply_status, webhook_inbox
 
@@ -352,7 +352,7 @@ def _receive(request: Request, visitor: Visitor, inbound: Inbound) -> tuple[Any,
             code="rate_limited",
             status=429,
         )
-    received = receive(app.engine, app.settings, app.rules, visitor.inbox, inbound)
+    received = app.receiver.receive(visitor.inbox, inbound)
     with read(app.engine) as conn:
         row = conn.execute(_columns().where(messages.c.id == received.message_id)).one()
     return row, received.duplicate
