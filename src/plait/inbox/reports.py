@@ -360,11 +360,13 @@ def duration_text(seconds: float | None) -> str:
     return f"{secs}s"
 
 
-def _percent(value: float | None) -> str:
+def percent_text(value: float | None) -> str:
+    """A share as a whole percentage: ``67 %``."""
     return MISSING if value is None or pd.isna(value) else f"{value * 100:.0f} %"
 
 
-def _score(value: float | None) -> str:
+def score_text(value: float | None) -> str:
+    """A CSAT score with two decimals: ``4.25``."""
     return MISSING if value is None or pd.isna(value) else f"{value:.2f}"
 
 
@@ -377,9 +379,9 @@ TABLE_COLUMNS = {
     "first_response_business_median": ("First reply\nmedian (bh)", duration_text),
     "resolution_median": ("Resolution\nmedian", duration_text),
     "resolution_business_median": ("Resolution\nmedian (bh)", duration_text),
-    "sla_hit_rate": ("SLA\nhit", _percent),
-    "csat_average": ("CSAT\naverage", _score),
-    "csat_satisfied": ("CSAT\n4 or 5", _percent),
+    "sla_hit_rate": ("SLA\nhit", percent_text),
+    "csat_average": ("CSAT\naverage", score_text),
+    "csat_satisfied": ("CSAT\n4 or 5", percent_text),
     "csat_responses": ("CSAT\nratings", str),
 }
 """What the table shows (``--json`` has every figure); (bh): in business hours."""

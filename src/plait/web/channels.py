@@ -100,12 +100,12 @@ class ChannelTable:
         writer.writerow([column.header for column in self.columns])
         for row in [*self.rows, self.totals]:
             channel, *numbers = self.cells(row, thousands=False)
-            writer.writerow([_inert(channel), *numbers])
+            writer.writerow([inert_cell(channel), *numbers])
         return out.getvalue()
 
 
-def _inert(cell: str) -> str:
-    """A channel name a spreadsheet would take for a formula, quoted so it stays text."""
+def inert_cell(cell: str) -> str:
+    """A CSV cell a spreadsheet would take for a formula, quoted so it stays text."""
     return f"'{cell}" if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 

@@ -30,6 +30,7 @@ NAV = (
     NavItem("/journeys", "Journeys", "analytics:read"),
     NavItem("/customers", "Customers", "profiles:read"),
     NavItem("/inbox", "Inbox", "inbox:read"),
+    NavItem("/inbox/reports", "Inbox reports", "inbox:read"),
     NavItem("/sources", "Sources", "sources:manage"),
     NavItem("/inbox/settings", "Inboxes", "inbox:manage"),
     NavItem("/quality", "Data quality", "quality:read"),
