@@ -10,6 +10,7 @@ Forms work without JavaScript (post, then 303 back); ``inbox.js`` sends the same
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -27,10 +28,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response, Streamin
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.engine import Connection
 
+from plait.collect.event_store import events
 from plait.core.clock import isoformat, parse_timestamp, utcnow
 from plait.core.db import read
-from plait.core.errors import InvalidInput, NotFound
+from plait.core.errors import InvalidInput, NotFound, PlaitError
 from plait.core.users import users
+from plait.identity.identifiers import identity_rules
 from plait.inbox.api import (
     Availability,
     ConversationChange,
@@ -42,6 +45,7 @@ from plait.inbox.api import (
     post_retry,
     put_agent,
 )
+from plait.inbox.connectors.phone import CallLog, check_call, log_calls
 from plait.inbox.conversations import (
     PRIORITIES,
     QUEUES,
@@ -53,6 +57,7 @@ from plait.inbox.inboxes import CONTACT_KINDS, EVENT_CHANNELS, inbox_of
 from plait.inbox.outbox import UNSENDABLE, recipient
 from plait.inbox.routing import customer_conversations
 from plait.inbox.schema import agents, canned_replies, conversations, inboxes, messages
+from plait.inbox.webhooks import webhook_inbox
 from plait.profiles.customer360 import profile_360
 from plait.profiles.customer_list import order_currency
 from plait.web.access import editor, viewer
@@ -112,6 +117,14 @@ CLOCK_LABELS = {
     "next_response": "next response",
     "resolution": "resolution",
 }
+CALL_DIRECTIONS = {"inbound": "Customer called", "outbound": "We called"}
+MAX_CALL_MINUTES = 7 * 24 * 60
+CALL_NOTICES = {
+    "duplicate": "This call was logged before; nothing new was stored.",
+    "elsewhere": "The call was logged here: a call joins the open conversation of the "
+    "customer with that number, or starts one.",
+}
+QUIET_OUTCOMES = {"answered", "completed"}
 
 
 # --- pages -----------------------------------------------------------------------------
@@ -165,9 +178,12 @@ def conversation_page(
     queue: str | None = None,
     channel: str | None = None,
     before: str | None = None,
+    call: str | None = None,
 ) -> Response:
-    """The workspace with one conversation open beside its customer."""
-    return _workspace(request, person, conversation_id, queue, channel, before)
+    """The workspace with one conversation open beside its customer (``call``: what became
+    of a call just logged from the page, when it is worth saying)."""
+    extra = {"call_notice": CALL_NOTICES.get(call or "")}
+    return _workspace(request, person, conversation_id, queue, channel, before, extra)
 
 
 @router.get("/inbox/{conversation_id:uuid}/parts")
@@ -256,6 +272,76 @@ def update_form(
     return _back(conversation_id, queue, channel)
 
 
+@router.post("/inbox/{conversation_id:uuid}/calls")
+def call_form(
+    request: Request,
+    conversation_id: UUID,
+    person: Writer,
+    inbox_id: Annotated[str, Form(max_length=100)] = "",
+    direction: Annotated[str, Form(max_length=20)] = "",
+    phone: Annotated[str, Form(max_length=200)] = "",
+    started_at: Annotated[str, Form(max_length=40)] = "",
+    tz_offset: Annotated[str, Form(max_length=10)] = "0",
+    duration: Annotated[str, Form(max_length=20)] = "",
+    notes: Annotated[str, Form(max_length=100_000)] = "",
+    queue: Annotated[str, Form(max_length=20)] = "",
+    channel: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Log a phone call with the customer, the signed-in agent as its author, checked and
+    stored by the phone connector exactly as ``POST /api/inbox/inboxes/{id}/calls`` does.
+    The call joins the conversation of the customer with that number (this one, when it is
+    open); bad input shows the form again with the error, and nothing is stored."""
+    app = request.app.state
+    with read(app.engine) as conn:
+        exists = conn.execute(
+            sa.select(conversations.c.id).where(conversations.c.id == conversation_id)
+        ).first()
+    if exists is None:
+        raise NotFound("no such conversation", field="conversation_id")
+    try:
+        if not notes.strip():
+            raise InvalidInput("write what the call was about", field="notes")
+        inbox = webhook_inbox(app.engine, inbox_id, ["phone"])
+        log = api_model(
+            CallLog,
+            phone=phone.strip(),
+            direction=direction,
+            started_at=_local_time(
+                started_at, tz_offset, "started_at", "give the date and time the call started"
+            ),
+            duration_seconds=_call_seconds(duration),
+            notes=notes,
+            agent=person.principal.name,
+        )
+        call = check_call(log, identity_rules(app.settings))
+    except PlaitError as exc:
+        form = {
+            "inbox_id": inbox_id,
+            "direction": direction,
+            "phone": phone,
+            "started_at": started_at,
+            "tz_offset": tz_offset,
+            "duration": duration,
+            "notes": notes,
+            "error": exc.message,
+            "field": exc.field,
+        }
+        return _workspace(
+            request,
+            person,
+            conversation_id,
+            queue if queue in QUEUES else None,
+            channel if channel in EVENT_CHANNELS else None,
+            None,
+            {"call_form": form},
+            status=exc.status,
+        )
+    received = log_calls(app.engine, app.settings, app.rules, inbox, [call])[0]
+    landed = received.conversation_id or conversation_id
+    notice = "duplicate" if received.duplicate else "elsewhere" if landed != conversation_id else ""
+    return _back(landed, queue, channel, call=notice)
+
+
 @router.post("/inbox/{conversation_id:uuid}/messages/{message_id:uuid}/retry")
 def retry_form(
     request: Request,
@@ -302,8 +388,11 @@ def _workspace(
     queue: str | None,
     channel: str | None,
     before: str | None,
+    extra: dict[str, Any] | None = None,
+    status: int = 200,
 ) -> Response:
-    """Everything the workspace shows, read in one transaction."""
+    """Everything the workspace shows, read in one transaction (``extra``: more context,
+    such as a form shown again with its error)."""
     since = utcnow()  # live updates start from before the reads: nothing falls in between
     cursor = _cursor(before)
     me = person.principal.id
@@ -312,20 +401,27 @@ def _workspace(
         if conversation_id is not None:
             context.update(_conversation_context(request, conn, person, conversation_id))
             context["canned"] = _canned(conn)
+            if person.principal.can("inbox:write"):
+                context["call"] = _call_context(request, conn, context, (extra or {}))
         context["available"] = conn.execute(
             sa.select(agents.c.available).where(agents.c.user_id == me)
         ).scalar()
         context["has_inboxes"] = conn.execute(sa.select(inboxes.c.id).limit(1)).first() is not None
     back = _back_query(context["queue"], context["channel"])
+    kept = [(key, value) for key, value in request.query_params.multi_items() if key != "call"]
+    here = request.url.path + (f"?{urlencode(kept)}" if kept else "")
+    if request.method != "GET":  # a form shown again: the page it was on
+        here = f"/inbox/{conversation_id}" + (f"?{urlencode(back)}" if back else "")
     context.update(
         title=context["conversation"]["title"] if conversation_id else "Inbox",
         since=since.isoformat(),
-        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        here=here,
         back=back,
         can_manage=person.principal.can("inbox:manage"),
         can_write=person.principal.can("inbox:write"),
+        call_notice=(extra or {}).get("call_notice"),
     )
-    return render(request, "inbox.html", context)
+    return render(request, "inbox.html", context, status)
 
 
 def _queue_context(
@@ -440,6 +536,7 @@ def _conversation_context(
     contact = inbound[-1]["contact"] if inbound else None
     name = _display_name(profile["name"], contact, detail["customer_id"])
     routes = _reply_routes(conn, profile, UUID(detail["inbox_id"]))
+    calls = _calls(conn, [m["id"] for m in detail["messages"] if m["channel"] == "phone"])
     snooze = (now + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
     view = {
         **detail,
@@ -458,7 +555,7 @@ def _conversation_context(
     }
     return {
         "conversation": view,
-        "days": _days([_message_view(m, name) for m in detail["messages"]]),
+        "days": _days([_message_view(m, name, calls.get(m["id"])) for m in detail["messages"]]),
         "customer": _customer_view(conn, settings, profile, name, now),
         "others": _other_conversations(conn, customer_id, conversation_id),
         "routes": routes,
@@ -467,12 +564,19 @@ def _conversation_context(
     }
 
 
-def _message_view(message: dict[str, Any], customer: str) -> dict[str, Any]:
+def _message_view(
+    message: dict[str, Any], customer: str, call: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A message as the thread shows it; ``call``: its ``Call Completed`` event's properties,
+    if it is a logged call (then it says "Call, 5 min" rather than how it was delivered)."""
     direction = message["direction"]
     kind = {"in": "inbound", "out": "outbound"}.get(direction, "note")
     moment = parse_timestamp(message["created_at"])
     who = (message["sender_name"] or customer) if kind == "inbound" else message["author"]
     icon, label = DELIVERY.get(message["status"], ("", message["status"].capitalize()))
+    is_call = call is not None and kind != "note"
+    if is_call and kind == "outbound" and not who:
+        who = (call or {}).get("agent")
     return {
         **message,
         "kind": kind,
@@ -481,7 +585,92 @@ def _message_view(message: dict[str, Any], customer: str) -> dict[str, Any]:
         "icon": "📝" if kind == "note" else inbox_icon(message["channel"]),
         "time": f"{moment:%H:%M}",
         "day": f"{moment:%A} {moment.day} {moment:%B %Y}",
-        "delivery": {"icon": icon, "label": label} if kind == "outbound" else None,
+        "delivery": {"icon": icon, "label": label} if kind == "outbound" and not is_call else None,
+        "call": _call_label(call or {}) if is_call else None,
+    }
+
+
+def _calls(conn: Connection, message_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The properties of the ``Call Completed`` events of these (phone) messages."""
+    if not message_ids:
+        return {}
+    rows = conn.execute(
+        sa.select(messages.c.id, events.c.properties)
+        .join(events, events.c.id == messages.c.event_id)
+        .where(messages.c.id.in_([UUID(key) for key in message_ids]))
+    )
+    return {str(row.id): dict(row.properties or {}) for row in rows}
+
+
+def _call_label(properties: dict[str, Any]) -> str:
+    """A call in words: "Call, 5 min", "Call, 40 s, voicemail"."""
+    parts = ["Call"]
+    seconds = properties.get("duration_seconds")
+    if isinstance(seconds, int | float) and seconds > 0:
+        parts.append(_length(int(seconds)))
+    outcome = properties.get("outcome")
+    if isinstance(outcome, str) and outcome.strip().lower() not in QUIET_OUTCOMES:
+        parts.append(outcome.strip())
+    return ", ".join(parts)
+
+
+def _length(seconds: int) -> str:
+    """A call's length: 40 s, 5 min, 1 h 20 min."""
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = (seconds + 30) // 60
+    hours, minutes = divmod(minutes, 60)
+    if not hours:
+        return f"{minutes} min"
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def _call_context(
+    request: Request, conn: Connection, context: dict[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The "Log a call" form: the phone inboxes a call can be logged on, the customer's
+    numbers (the one this conversation came from first) and the form's values: the ones
+    just submitted when it is shown again with an error."""
+    conversation = context["conversation"]
+    rows = conn.execute(
+        sa.select(inboxes.c.id, inboxes.c.name)
+        .where(inboxes.c.channel == "phone", inboxes.c.disabled_at.is_(None))
+        .order_by(inboxes.c.name)
+    ).all()
+    phone_inboxes = [{"id": str(row.id), "name": row.name} for row in rows]
+    rules = identity_rules(request.app.state.settings)
+    phones: list[str] = []
+    inbound = [m for m in conversation["messages"] if m["direction"] == "in" and m["contact"]]
+    if inbound:
+        last = inbound[-1]
+        kind = CONTACT_KINDS.get(last["channel"])
+        contact = "+" + last["contact"].lstrip("+") if kind == "wa_id" else last["contact"]
+        number = rules.normalize("phone", contact) if kind in ("phone", "wa_id") else None
+        phones += [number] if number else []
+    phones += [number for number in context["customer"]["phones"] if number not in phones]
+    own = conversation["inbox_id"]
+    chosen = own if any(i["id"] == own for i in phone_inboxes) else None
+    form = {
+        "inbox_id": chosen or (phone_inboxes[0]["id"] if phone_inboxes else ""),
+        "direction": "outbound",
+        "phone": phones[0] if phones else "",
+        "started_at": f"{utcnow():%Y-%m-%dT%H:%M}",
+        "tz_offset": "0",
+        "duration": "",
+        "notes": "",
+        "error": None,
+        "field": None,
+        "default_time": True,
+    }
+    submitted = extra.get("call_form")
+    if submitted:
+        form.update(submitted, default_time=False)
+    return {
+        "inboxes": phone_inboxes,
+        "phones": phones,
+        "directions": list(CALL_DIRECTIONS.items()),
+        "form": form,
+        "max_minutes": MAX_CALL_MINUTES,
     }
 
 
@@ -749,8 +938,10 @@ def api_model(model: type[BaseModel], **values: Any) -> Any:
         raise InvalidInput(f"{name}: {message}" if name else message, field=name) from None
 
 
-def _back(conversation_id: UUID, queue: str, channel: str) -> RedirectResponse:
-    query = urlencode(_back_query(queue if queue in QUEUES else None, channel or None))
+def _back(conversation_id: UUID, queue: str, channel: str, call: str = "") -> RedirectResponse:
+    """Back to the conversation (in its queue); ``call``: a notice about a logged call."""
+    params = _back_query(queue if queue in QUEUES else None, channel or None)
+    query = urlencode({**params, "call": call} if call else params)
     url = f"/inbox/{conversation_id}" + (f"?{query}" if query else "")
     return RedirectResponse(url, status_code=303)
 
@@ -764,17 +955,42 @@ def _back_query(queue: str | None, channel: str | None) -> dict[str, str]:
     return query
 
 
-def _local_time(value: str, offset: str) -> datetime:
+def _local_time(
+    value: str,
+    offset: str,
+    name: str = "snooze_until",
+    message: str = "snooze until a date and time",
+) -> datetime:
     """A ``datetime-local`` form value in the browser's time zone (``offset``: minutes
     behind UTC, as ``Date.getTimezoneOffset`` gives; 0 without JavaScript) as UTC."""
+    problem = InvalidInput(message, field=name)
     try:
         minutes = int(offset or "0")
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidInput("snooze until a date and time", field="snooze_until") from None
+        raise problem from None
     if not -900 <= minutes <= 900 or moment.tzinfo is not None:
-        raise InvalidInput("snooze until a date and time", field="snooze_until")
-    return moment.replace(tzinfo=UTC) + timedelta(minutes=minutes)
+        raise problem
+    try:
+        return moment.replace(tzinfo=UTC) + timedelta(minutes=minutes)
+    except OverflowError:
+        raise problem from None
+
+
+def _call_seconds(text: str) -> int:
+    """A call's length given in minutes (blank: not known) as seconds."""
+    text = text.strip().replace(",", ".")
+    if not text:
+        return 0
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not (math.isfinite(minutes) and 0 <= minutes <= MAX_CALL_MINUTES):
+        raise InvalidInput(
+            f"the duration is a number of minutes, 0 to {MAX_CALL_MINUTES}", field="duration"
+        )
+    return round(minutes * 60)
 
 
 def _cursor(text: str | None) -> tuple[datetime, UUID] | None:

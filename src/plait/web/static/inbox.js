@@ -1,7 +1,8 @@
 // The agent workspace: live updates over Server-Sent Events (the queue and the open
 // conversation are fetched again as HTML when they change), forms sent with fetch, keyboard
 // shortcuts, the reply box (reply or note, Ctrl/Cmd+Enter, canned replies by "/shortcut"),
-// and on the settings page the provider fields of the chosen channel.
+// the "Log a call" form's local time, and on the settings page the provider fields of the
+// chosen channel.
 // Without JavaScript every form still works by posting and coming back.
 (function () {
   "use strict";
@@ -191,9 +192,19 @@
     open: "Conversation reopened."
   };
 
+  function localOffset(form, input) {
+    var moment = new Date(input.value);
+    $("[data-tz-offset]", form).value = isNaN(moment) ? "0" : String(moment.getTimezoneOffset());
+  }
+
   function onSubmit(event) {
     var form = event.target;
     if (!ws.contains(form) || (form.method || "").toLowerCase() !== "post") return;
+    if (form.id === "call-form") {
+      // posted as a page: the call may join another conversation, which the server opens
+      localOffset(form, $("#call-started", form));
+      return;
+    }
     event.preventDefault();
     var submitter = event.submitter || null;
     if (form.id === "reply-form") {
@@ -201,10 +212,7 @@
       if (!body.value.trim()) { body.focus(); showReplyError("Write something first."); return; }
     }
     var snooze = $("[data-snooze-default]", form);
-    if (snooze) {
-      var moment = new Date(snooze.value);
-      $("[data-tz-offset]", form).value = isNaN(moment) ? "0" : String(moment.getTimezoneOffset());
-    }
+    if (snooze) localOffset(form, snooze);
     var buttons = $all("button", form);
     buttons.forEach(function (b) { b.disabled = true; });
     post(form, submitter).then(function () {
@@ -386,6 +394,34 @@
     }
   }
 
+  function localInputValue(date) {
+    var pad = function (n) { return String(n).padStart(2, "0"); };
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes());
+  }
+
+  function prepareCall() {
+    var form = $("#call-form");
+    if (!form) return;
+    var started = $("#call-started", form);
+    var note = $("[data-tz-note]", form);
+    if (note) note.textContent = "(your time)";
+    if (started.hasAttribute("data-call-now")) {
+      // "now" in the browser's time: set when the form is opened, so it is not stale
+      started.value = localInputValue(new Date());
+      form.closest("details").addEventListener("toggle", function (event) {
+        if (event.target.open && started.hasAttribute("data-call-now")) started.value = localInputValue(new Date());
+      });
+      started.addEventListener("change", function () { started.removeAttribute("data-call-now"); });
+    }
+    var error = $("#call-error", form);
+    var invalid = $("[aria-invalid=true]", form);
+    if (error && invalid) {
+      var target = invalid.tagName === "FIELDSET" ? $("input", invalid) : invalid;
+      target.focus();
+    }
+  }
+
   // --- keyboard shortcuts ----------------------------------------------------------------
 
   function go(step) {
@@ -460,6 +496,7 @@
     });
     prepareHead();
     prepareReply();
+    prepareCall();
     listen();
   }
 
