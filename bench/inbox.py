@@ -5,7 +5,7 @@ What it measures
     Part ``inbound``: a fresh ``python -m plait serve`` per database (throw-away PLAIT_HOME,
     and for PostgreSQL a throw-away ``plait_bench_*`` database) with one SMS inbox (team
     Support, ten available agents, so auto-assignment runs). ``--clients`` concurrent HTTP/1.1
-    keep-alive connections (httpx.AsyncClient, in this process) post Twilio's inbound-message
+    keep-alive connections (raw HTTP/1.1 over asyncio streams, in this process) post Twilio's inbound-message
     webhook back to back (closed loop), each form signed with ``X-Twilio-Signature`` exactly as
     Twilio signs it, from ``--customers`` different phone numbers (so messages both open
     conversations and join open ones). A 200 means the message, its event and its routing to
@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 from ingest import (
@@ -200,42 +200,54 @@ async def send_load(
     warmup: float,
     seconds: float,
 ) -> dict[str, Any]:
-    """Closed loop: each client posts the next signed webhook as soon as the last returned."""
-    import httpx
+    """Closed loop: each client posts the next signed webhook as soon as the last returned.
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    Each client is one keep-alive HTTP/1.1 connection speaking the protocol over a plain
+    asyncio stream, with every request's bytes built before the run: a general-purpose
+    client (httpx) spends more CPU per request than the server does, and on a small machine
+    it, not the server, would set the rate."""
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+    wire = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"X-Twilio-Signature: {sig}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        for body, sig in requests
+    ]
     records: list[tuple[float, float, int, str | None]] = []
     position = 0
 
-    async def client_loop(client: httpx.AsyncClient, end_at: float) -> None:
+    async def client_loop(end_at: float) -> None:
         nonlocal position
-        while time.perf_counter() < end_at and position < len(requests):
-            body, sig = requests[position]
-            position += 1
-            began = time.perf_counter()
-            status, error = 0, None
-            try:
-                response = await client.post(
-                    url,
-                    content=body,
-                    headers={
-                        "content-type": "application/x-www-form-urlencoded",
-                        "x-twilio-signature": sig,
-                    },
-                )
-                status = response.status_code
-                if status != 200:
-                    error = f"HTTP {status}: {response.text[:200]}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:200]
-            records.append((began, time.perf_counter(), status, error))
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < end_at and position < len(wire):
+                request = wire[position]
+                position += 1
+                began = time.perf_counter()
+                status, error = 0, None
+                try:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    status = int(head.split(b" ", 2)[1])
+                    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                    body = await reader.readexactly(int(length.group(1)) if length else 0)
+                    if status != 200:
+                        error = f"HTTP {status}: {body[:200].decode(errors='replace')}"
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:200]
+                    records.append((began, time.perf_counter(), status, error))
+                    return
+                records.append((began, time.perf_counter(), status, error))
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as client:
-        base = url.split("/webhooks/")[0]
-        await asyncio.gather(*(client.get(f"{base}/health") for _ in range(clients)))
-        start_at = time.perf_counter()
-        end_at = start_at + warmup + seconds
-        await asyncio.gather(*(client_loop(client, end_at) for _ in range(clients)))
+    start_at = time.perf_counter()
+    end_at = start_at + warmup + seconds
+    await asyncio.gather(*(client_loop(end_at) for _ in range(clients)))
     return {"records": records, "window_start": start_at + warmup, "window_end": end_at}
 
 

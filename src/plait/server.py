@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from plait import __version__
 from plait.analytics.api import analytics_api
-from plait.collect.api import management, tracking, tracking_cors
+from plait.collect.api import TrackingCors, management, tracking
 from plait.collect.group_commit import GroupCommitter
 from plait.collect.ingest import rules_from_settings
 from plait.core.db import get_engine
@@ -77,7 +77,7 @@ def create_app(
     for router in webhook_routers():
         app.include_router(router)
     install_dashboard(app)
-    app.middleware("http")(tracking_cors)
+    app.add_middleware(TrackingCors)
     _install_error_handlers(app)
 
     @app.get("/health", tags=["meta"])

@@ -14,6 +14,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from plait.collect.event_store import EventFilter, list_events, list_rejected
 from plait.collect.ingest import decode_body, ingest, ingest_one, suppression_reports
@@ -265,13 +267,27 @@ by its endpoints, which refuse other sites.)"""
 CORS_PATHS = ("/v1/", "/chat/")
 
 
-async def tracking_cors(request: Request, call_next):  # type: ignore[no-untyped-def]
-    """HTTP middleware: answer CORS preflights for ``/v1/*`` and ``/chat/*`` and let browsers
-    read replies."""
-    if not request.url.path.startswith(CORS_PATHS):
-        return await call_next(request)
-    if request.method == "OPTIONS":
-        return Response(status_code=204, headers=CORS_HEADERS)
-    response = await call_next(request)
-    response.headers.update(CORS_HEADERS)
-    return response
+class TrackingCors:
+    """ASGI middleware: answer CORS preflights for ``/v1/*`` and ``/chat/*`` and let browsers
+    read replies. Plain ASGI (not ``BaseHTTPMiddleware``), so every other request passes
+    straight through at no cost."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(CORS_PATHS):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await Response(status_code=204, headers=CORS_HEADERS)(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in CORS_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)

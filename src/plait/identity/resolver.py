@@ -106,6 +106,8 @@ def resolve_pending(
             bump_version(conn, resolved_seq=rows[-1]["seq"])
         report.add(done)
         on_progress(len(rows))
+        if len(rows) < size:  # the rest of the way to the watermark is done
+            break
     return report
 
 

@@ -112,6 +112,7 @@ class Router:
         self.now = utcnow()
         self._open = _open_conversations(conn, {row["root"] for row in rows if row["root"]})
         self._known: dict[UUID, dict[str, Any]] = {c["id"]: c for c in self._open.values()}
+        self._new: dict[UUID, dict[str, Any]] = {}
         self._changed: dict[UUID, dict[str, Any]] = {}
         self._placed: list[dict[str, Any]] = []
         self._number: int | None = None
@@ -149,17 +150,30 @@ class Router:
         if not conversation.get("subject") and row["subject"]:
             values["subject"] = row["subject"]
         conversation.update(values)
-        self._changed.setdefault(conversation["id"], {}).update(values)
+        if conversation["id"] not in self._new:
+            self._changed.setdefault(conversation["id"], {}).update(values)
         self._placed.append({"message": row["id"], "conversation": conversation["id"]})
         current = self._open.get(row["root"])
         if current is None or conversation["last_message_at"] >= current["last_message_at"]:
             self._open[row["root"]] = conversation
 
     def flush(self) -> None:
-        """Write the conversations' changes, the messages' placement and the rotation."""
+        """Write the new conversations, the others' changes, the messages' placement and
+        the rotation, each as one statement (per set of changed columns)."""
+        if self._new:
+            self.conn.execute(conversations.insert(), list(self._new.values()))
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for conversation_id, values in self._changed.items():
+            params = {f"new_{name}": value for name, value in values.items()}
+            by_columns.setdefault(tuple(sorted(values)), []).append(
+                {"key": conversation_id, **params}
+            )
+        for columns, rows in by_columns.items():
             self.conn.execute(
-                conversations.update().where(conversations.c.id == conversation_id).values(**values)
+                conversations.update()
+                .where(conversations.c.id == sa.bindparam("key"))
+                .values({name: sa.bindparam(f"new_{name}") for name in columns}),
+                rows,
             )
         if self._placed:
             self.conn.execute(
@@ -170,7 +184,7 @@ class Router:
             )
         if self._rotation is not None:
             self._rotation.save()
-        self._changed, self._placed = {}, []
+        self._new, self._changed, self._placed = {}, {}, []
 
     def _threaded(self, row: Any) -> dict[str, Any] | None:
         self.flush()  # a reply may answer a message placed earlier in this group
@@ -209,7 +223,7 @@ class Router:
             "resolution_due": deadline(hours, row["created_at"], policy.resolution_minutes),
             "sla_breaches": [],
         }
-        self.conn.execute(conversations.insert(), conversation)
+        self._new[conversation["id"]] = conversation
         self._known[conversation["id"]] = conversation
         self._open[row["root"]] = conversation
         return conversation

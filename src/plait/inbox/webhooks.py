@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Iterable
 from uuid import UUID
 
@@ -25,10 +26,22 @@ STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "read": 3}
 """Delivery statuses only move forward (providers' callbacks can arrive out of order)."""
 
 
+INBOX_CACHE_SECONDS = 5.0
+"""How long webhooks use an inbox as they last read it: a provider calls many times a second,
+and an inbox changes only when an admin disables it."""
+_inbox_cache: dict[tuple[int, str], tuple[float, Inbox]] = {}
+
+
 def webhook_inbox(engine: Engine, inbox_id: str, channels: Iterable[str]) -> Inbox:
     """The inbox a webhook URL names, if it is one of ``channels``."""
-    with read(engine) as conn:
-        inbox = get_inbox(conn, inbox_id)
+    key, now = (id(engine), inbox_id), time.monotonic()
+    cached = _inbox_cache.get(key)
+    if cached is not None and cached[0] > now:
+        inbox = cached[1]
+    else:
+        with read(engine) as conn:
+            inbox = get_inbox(conn, inbox_id)
+        _inbox_cache[key] = (now + INBOX_CACHE_SECONDS, inbox)
     if inbox.channel not in set(channels):
         raise NotFound("no such inbox", field="inbox_id")
     return inbox

@@ -322,6 +322,7 @@ def route_outbound(
             if row["home"] is None:
                 continue
             found = router.conversation_for(row)
+            router.flush()
             conversation = (
                 conn.execute(sa.select(conversations).where(conversations.c.id == found["id"]))
                 .mappings()
