@@ -2,17 +2,18 @@
 queue and conversation latency with 100,000 conversations, on SQLite and PostgreSQL.
 
 What it measures
-    Part ``inbound``: a fresh ``python -m plait serve`` per database (throw-away PLAIT_HOME,
-    and for PostgreSQL a throw-away ``plait_bench_*`` database) with one SMS inbox (team
-    Support, ten available agents, so auto-assignment runs). ``--clients`` concurrent HTTP/1.1
-    keep-alive connections (raw HTTP/1.1 over asyncio streams, in this process) post Twilio's inbound-message
-    webhook back to back (closed loop), each form signed with ``X-Twilio-Signature`` exactly as
-    Twilio signs it, from ``--customers`` different phone numbers (so messages both open
-    conversations and join open ones). A 200 means the message, its event and its routing to
-    a conversation are committed. Reported: messages/s in the window after ``--warmup``,
-    request latency p50/p99, errors, whether every acknowledged message is stored once and
-    routed (counted in the database after the run), conversations opened, and CPU ms per
-    message of the server and of PostgreSQL. Target: >= 500 messages/s on each database.
+    Part ``inbound``: a fresh ``python -m plait serve`` per database (throw-away PLAIT_HOME, and
+    for PostgreSQL a throw-away ``plait_bench_*`` database) with one SMS inbox (team Support,
+    ten available agents, so auto-assignment runs). ``--clients`` concurrent keep-alive
+    connections (raw HTTP/1.1 over asyncio streams, in this process) post Twilio's
+    inbound-message webhook back to back (closed loop), each form signed with
+    ``X-Twilio-Signature`` exactly as Twilio signs it, from ``--customers`` different phone
+    numbers (so messages both open conversations and join open ones). A 200 means the message,
+    its event and its routing to a conversation are committed. Reported: messages/s in the
+    window after ``--warmup``, request latency p50/p99, errors, whether every acknowledged
+    message is stored once and routed (counted in the database after the run), conversations
+    opened, and CPU ms per message of the server and of PostgreSQL. Target: >= 500 messages/s on
+    each database.
 
     Part ``pages``: ``--conversations`` (100,000) conversations are generated set-wise in the
     database (``INSERT … SELECT`` over a number series: one customer profile and phone
