@@ -41,12 +41,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import platform
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -65,6 +62,7 @@ from ingest import (
     create_pg_database,
     drop_pg_database,
     free_port,
+    machine_info,
     percentile,
     postgres_processes,
     process_tree,
@@ -736,14 +734,6 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": git("status", "--short")}
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("inbound", "pages", "both"), default="both")
@@ -822,12 +812,7 @@ def main(argv: list[str] | None = None) -> int:
             "messages_per_second": TARGET_MESSAGES_PER_SECOND,
             "p99_ms": TARGET_P99_MS,
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "python": platform.python_version(),
-            **git_state(),
-        },
+        "machine": machine_info(args, args.databases),
         "inbound": [asdict(r) for r in inbound],
         "pages": [asdict(r) for r in pages],
         "generation": generation,
