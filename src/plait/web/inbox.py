@@ -53,11 +53,10 @@ from plait.inbox.conversations import (
     list_conversations,
     queue_counts,
 )
-from plait.inbox.inboxes import CONTACT_KINDS, EVENT_CHANNELS, inbox_of
+from plait.inbox.inboxes import CONTACT_KINDS, EVENT_CHANNELS, get_inbox, inbox_of
 from plait.inbox.outbox import UNSENDABLE, recipient
 from plait.inbox.routing import customer_conversations
 from plait.inbox.schema import agents, canned_replies, conversations, inboxes, messages
-from plait.inbox.webhooks import webhook_inbox
 from plait.profiles.customer360 import profile_360
 from plait.profiles.customer_list import order_currency
 from plait.web.access import editor, viewer
@@ -301,7 +300,10 @@ def call_form(
     try:
         if not notes.strip():
             raise InvalidInput("write what the call was about", field="notes")
-        inbox = webhook_inbox(app.engine, inbox_id, ["phone"])
+        with read(app.engine) as conn:
+            inbox = get_inbox(conn, inbox_id)
+        if inbox.channel != "phone":
+            raise NotFound("no such inbox", field="inbox_id")
         log = api_model(
             CallLog,
             phone=phone.strip(),
