@@ -8,11 +8,16 @@ What it measures
     the handler, its reports and queries, and template rendering), signed in as the demo
     admin, and each page of ``PAGES`` is requested:
 
-    - after sync: the first request for the page with every analytics cache emptied just
-      before (report results and workspaces), as when it is the first page opened after the
-      lake changed: it pays for reading the lake's history (sessions, conversions and every
-      conversion's journey) and for its reports (one warm-up request to ``/login`` comes
-      first, so the very first page does not also pay for the application's start-up);
+    - first read: the first request for the page with every analytics cache emptied just
+      before (report results and workspaces), as for the first page a freshly started
+      server shows before its warm-up has read the lake: it pays for reading the lake's
+      history (sessions, conversions and every conversion's journey) and for its reports
+      (one warm-up request to ``/login`` comes first, so the very first page does not also
+      pay for the application's start-up);
+    - after sync: one more page view is sent through ``/v1/batch`` and replicated to the
+      lake (a real sync), the report cache is emptied, and the page is requested: the
+      dashboard answers from the state read before, then reads the new one in the
+      background (waited for before the next figure, so it does not slow it);
     - cold: the first request for the page with the report cache emptied and the
       workspace holding only the lake's history, as once the server's warm-up (or any page)
       has read it since the lake changed: it pays for its reports for its range;
@@ -138,15 +143,18 @@ def mounted(app: Any, path: str) -> bool:
     return any(route.matches(scope)[0] == Match.FULL for route in app.routes)
 
 
-def time_page(client: Any, path: str, hits: int) -> dict[str, Any]:
+def time_page(client: Any, path: str, hits: int, write_key: str) -> dict[str, Any]:
     from plait.analytics.report_cache import REPORTS, WORKSPACES, current_workspace
 
     app = client.app.state
     REPORTS.clear()
     WORKSPACES.clear()
-    after_sync = timed_get(client, path)[1]
+    first_read = timed_get(client, path)[1]
+    sync_one_more_event(client, write_key)
     REPORTS.clear()
-    WORKSPACES.clear()
+    after_sync = timed_get(client, path)[1]
+    wait_for_the_new_state(app.engine, app.settings)
+    REPORTS.clear()
     current_workspace(app.engine, app.settings).journeys()
     response, cold = timed_get(client, path)
     warm = []
@@ -158,12 +166,43 @@ def time_page(client: Any, path: str, hits: int) -> dict[str, Any]:
     warm.sort()
     return {
         "bytes": len(response.content),
+        "first_read_ms": first_read,
         "after_sync_ms": after_sync,
         "cold_ms": cold,
         "warm_median_ms": statistics.median(warm),
         "warm_p95_ms": warm[max(0, round(0.95 * len(warm)) - 1)],
         "warm_max_ms": warm[-1],
     }
+
+
+def sync_one_more_event(client: Any, write_key: str) -> None:
+    """A lake sync that changes the data: one page view, stored and replicated."""
+    import base64
+    import uuid
+
+    from plait.core.clock import utcnow
+    from plait.upkeep import upkeep_once
+
+    auth = base64.b64encode(f"{write_key}:".encode()).decode()
+    view = {"type": "page", "anonymousId": str(uuid.uuid4()), "timestamp": utcnow().isoformat()}
+    response = client.post(
+        "/v1/batch", json={"batch": [view]}, headers={"authorization": f"Basic {auth}"}
+    )
+    assert response.status_code == 200, response.text
+    upkeep_once(client.app.state.engine, client.app.state.settings)
+
+
+def wait_for_the_new_state(engine: sa.Engine, settings: Any) -> None:
+    """Until the dashboard's background read of the lake's new state is over."""
+    from plait.analytics.report_cache import dashboard_snapshot, data_key
+
+    deadline = time.monotonic() + 120
+    while True:
+        with dashboard_snapshot(engine, settings) as shown:
+            if shown.data == data_key(engine, settings):
+                break
+        assert time.monotonic() < deadline, "the new state was never read"
+        time.sleep(0.01)
 
 
 def timed_get(client: Any, path: str) -> tuple[Any, float]:
@@ -180,12 +219,15 @@ def measure(home: Path, summary: dict[str, Any], hits: int) -> list[dict[str, An
 
     from plait.core.db import get_engine
     from plait.core.settings import Settings
+    from plait.core.sources import create_source
     from plait.server import create_app
 
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'plait.db'}")
     app = create_app(settings)
     engine = get_engine(settings)
     fill = {"customer": busiest_customer(engine), "source": first_source(engine)}
+    with engine.begin() as conn:
+        write_key = create_source(conn, f"bench-{time.time_ns()}")["write_key"]
     results = []
     with TestClient(app) as client:
         sign_in(client, summary["dashboard"]["email"], summary["dashboard"]["password"])
@@ -195,10 +237,11 @@ def measure(home: Path, summary: dict[str, Any], hits: int) -> list[dict[str, An
             if not mounted(app, path):
                 results.append({"page": name, "path": path, "skipped": "not mounted"})
                 continue
-            results.append({"page": name, "path": path, **time_page(client, path, hits)})
+            results.append({"page": name, "path": path, **time_page(client, path, hits, write_key)})
             timed = results[-1]
             print(
-                f"  {name:32} {timed['after_sync_ms']:8.0f} ms after sync"
+                f"  {name:32} {timed['first_read_ms']:8.0f} ms first read"
+                f" {timed['after_sync_ms']:8.0f} ms after sync"
                 f" {timed['cold_ms']:8.0f} ms cold",
                 flush=True,
             )
@@ -207,19 +250,19 @@ def measure(home: Path, summary: dict[str, Any], hits: int) -> list[dict[str, An
 
 def print_table(results: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'page':34} {'sync ms':>8} {'cold ms':>8} {'warm p50':>9} {'warm p95':>9}"
-        f" {'KB':>6}  < 300 ms"
+        f"\n{'page':34} {'first ms':>8} {'sync ms':>8} {'cold ms':>8} {'warm p50':>9}"
+        f" {'warm p95':>9} {'KB':>6}  < 300 ms"
     )
     for row in results:
         if "skipped" in row:
-            print(f"{row['page']:34} {'skipped (' + row['skipped'] + ')':>45}")
+            print(f"{row['page']:34} {'skipped (' + row['skipped'] + ')':>54}")
             continue
         met = "yes" if row["warm_p95_ms"] < TARGET_MS else "no"
         met += "" if row["cold_ms"] < TARGET_MS else " (cold: no)"
         met += "" if row["after_sync_ms"] < TARGET_MS else " (after sync: no)"
         print(
-            f"{row['page']:34} {row['after_sync_ms']:8.0f} {row['cold_ms']:8.0f}"
-            f" {row['warm_median_ms']:9.1f} {row['warm_p95_ms']:9.1f}"
+            f"{row['page']:34} {row['first_read_ms']:8.0f} {row['after_sync_ms']:8.0f}"
+            f" {row['cold_ms']:8.0f} {row['warm_median_ms']:9.1f} {row['warm_p95_ms']:9.1f}"
             f" {row['bytes'] / 1024:6.0f}  {met}"
         )
 

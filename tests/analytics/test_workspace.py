@@ -5,6 +5,7 @@ reading the lake once, and a lake sync or an identity-map export opens a new one
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,7 +29,15 @@ from plait.analytics import inputs as inputs_module
 from plait.analytics.conversions import KINDS
 from plait.analytics.inputs import Workspace
 from plait.analytics.period import Period
-from plait.analytics.report_cache import REPORTS, WORKSPACES, Workspaces, cached_report
+from plait.analytics.report_cache import (
+    REPORTS,
+    WORKSPACES,
+    Workspaces,
+    cached_report,
+    dashboard_snapshot,
+    data_key,
+    snapshot,
+)
 from plait.core.settings import Settings
 from plait.profiles.pipeline import resolve
 from plait.upkeep import upkeep_once
@@ -166,3 +175,88 @@ def test_workspaces_are_bounded() -> None:
     kept.get("c", settings)
     assert len(kept) == 2
     assert kept.get("a", settings) is not first
+
+
+def wait_for(condition: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def shown(engine: sa.Engine, settings: Settings) -> tuple[Any, pd.DataFrame]:
+    """What a dashboard page would show: its state and the daily totals of March."""
+    with dashboard_snapshot(engine, settings) as data:
+        return data.data, data.report(daily_totals, MARCH)
+
+
+def test_the_dashboard_shows_the_last_state_read_while_it_reads_the_new_one(
+    world: Settings, engine: sa.Engine, send_events
+) -> None:
+    _, before = shown(engine, world)
+    send_events(page({"anonymousId": "fay-1"}, "2026-03-06T09:00:00Z"))
+    upkeep_once(engine, world)
+    synced = data_key(engine, world)
+
+    state, stale = shown(engine, world)
+    assert state != synced
+    pd.testing.assert_frame_equal(stale, before)
+
+    wait_for(lambda: shown(engine, world)[0] == synced)
+    _, after = shown(engine, world)
+    pd.testing.assert_frame_equal(after, daily_totals(world, MARCH))
+    assert after.sessions.sum() == before.sessions.sum() + 1
+
+
+def test_a_first_read_and_other_callers_wait_for_the_current_state(
+    world: Settings, engine: sa.Engine, send_events
+) -> None:
+    state, _ = shown(engine, world)
+    assert state == data_key(engine, world)  # nothing read before: no earlier state
+    send_events(page({"anonymousId": "fay-1"}, "2026-03-06T09:00:00Z"))
+    upkeep_once(engine, world)
+    current = snapshot(engine, world)
+    assert current.data == data_key(engine, world)
+    pd.testing.assert_frame_equal(current.report(daily_totals, MARCH), daily_totals(world, MARCH))
+
+
+def test_the_newest_state_read_outlives_the_bound_while_the_next_is_read(
+    world: Settings,
+) -> None:
+    kept = Workspaces(max_entries=1)
+    old = kept.get(("lake", 1), world)
+    old.prepare()
+    key, served, read_newer = kept.serving(("lake", 2), world)
+    assert (key, served) == (("lake", 1), old)
+    assert read_newer is not None
+    assert kept.serving(("lake", 3), world) == (("lake", 1), old, None)  # one at a time
+    read_newer()
+    wait_for(lambda: kept.serving(("lake", 2), world)[0] == ("lake", 2))
+    new = kept.serving(("lake", 2), world)[1]
+    assert new.ready
+    assert new is not old
+    assert len(kept) == 1  # the old state went once the new one was read
+
+    assert kept.serving(("lake", 3), world)[:2] == (("lake", 2), new)
+    assert kept.serving(("other settings", 1), world)[0] == ("other settings", 1)
+
+
+def test_a_failed_read_is_logged_and_tried_again(
+    world: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    kept = Workspaces()
+    kept.get(("lake", 1), world).prepare()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("lake unreachable")
+
+    monkeypatch.setattr(inputs_module, "history", broken)
+    key, _, read_newer = kept.serving(("lake", 2), world)
+    assert key == ("lake", 1)
+    read_newer()
+    wait_for(lambda: "lake unreachable" in caplog.text)
+    monkeypatch.undo()
+    key, _, read_newer = kept.serving(("lake", 2), world)
+    assert key == ("lake", 1)
+    read_newer()
+    wait_for(lambda: kept.serving(("lake", 2), world)[0] == ("lake", 2))

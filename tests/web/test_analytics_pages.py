@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from html.parser import HTMLParser
@@ -472,3 +473,22 @@ def test_date_range_defaults_and_previous_period() -> None:
     assert same_as_preset.preset == "last_7_days"
     before = date_range({"from": "2026-03-01", "to": "2026-03-31"}, today=today).previous()
     assert (before.first, before.last) == (date(2026, 1, 29), date(2026, 2, 28))
+
+
+def test_after_a_sync_pages_answer_from_the_state_read_before_until_the_new_one_is_read(
+    world: Settings, marketer: WebSession, send_events, engine: sa.Engine
+) -> None:
+    def sessions_shown() -> str:
+        lines = list(csv.reader(io.StringIO(marketer.get(url("/channels.csv", **RANGE)).text)))
+        assert lines[-1][0] == "Total"
+        return lines[-1][lines[0].index("Sessions")]
+
+    assert sessions_shown() == "4"
+    send_events(page("eve", "2026-03-05T08:00:00Z", EMAIL))
+    resolve(engine, world)
+    sync_lake(engine, world)
+    assert sessions_shown() == "4"  # at once, from the lake as it was (read in the background)
+    deadline = time.monotonic() + 60
+    while sessions_shown() != "5":
+        assert time.monotonic() < deadline, "the new state was never read"
+        time.sleep(0.05)

@@ -7,6 +7,7 @@ connection for one state of the lake, identity map and settings, so the reports 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -189,6 +190,8 @@ class Workspace:
         self.con = connect(settings)
         self._lock = threading.RLock()
         self._history: History | None = None
+        self.ready_at: float | None = None
+        """When the history was read (``time.monotonic()``); None until then."""
         self._journeys: ibis.Table | None = None
         self._inputs: dict[Period, Inputs] = {}
         self._tables: OrderedDict[Hashable, ibis.Table] = OrderedDict()
@@ -212,11 +215,34 @@ class Workspace:
                 self._inputs[period] = found
             return found
 
+    @property
+    def ready(self) -> bool:
+        """Whether the history has been read, so reports on it need not wait for the lake."""
+        return self.ready_at is not None
+
+    def prepare(self, *, threads: int | None = None) -> None:
+        """Read the history and every conversion's journey now; the workspace is ``ready``
+        only once both are in, so a page served from it does not wait for either. With
+        ``threads``, DuckDB uses no more for it (the rest of the cores serve pages)."""
+        with self._lock:
+            if threads is not None and self.con.name == "duckdb":
+                self.con.raw_sql(f"SET threads = {int(threads)}")
+            try:
+                if self._history is None:
+                    past = history(self.settings, self.con)
+                    self._journeys = self._journeys or self._journeys_of(past)
+                    self._keep(past)
+                self.journeys()
+            finally:
+                if threads is not None and self.con.name == "duckdb":
+                    self.con.raw_sql("RESET threads")
+
     def history(self) -> History:
         """The lake's history, read on first use."""
         with self._lock:
             if self._history is None:
-                self._history = history(self.settings, self.con)
+                self._keep(history(self.settings, self.con))
+            assert self._history is not None
             return self._history
 
     def journeys(self) -> ibis.Table:
@@ -224,19 +250,25 @@ class Workspace:
         period's end they are that period's (see ``Inputs.converting``)."""
         with self._lock:
             if self._journeys is None:
-                past = self.history()
-                rules = self.settings.analytics
-                self._journeys = materialize(
-                    self.con,
-                    conversion_journeys(
-                        past.conversions,
-                        past.sessions,
-                        milestones(past.conversions),
-                        lookback_days=rules.lookback_days,
-                        collapse_repeats=rules.collapse_repeats,
-                    ),
-                )
+                self._journeys = self._journeys_of(self.history())
             return self._journeys
+
+    def _journeys_of(self, past: History) -> ibis.Table:
+        rules = self.settings.analytics
+        return materialize(
+            self.con,
+            conversion_journeys(
+                past.conversions,
+                past.sessions,
+                milestones(past.conversions),
+                lookback_days=rules.lookback_days,
+                collapse_repeats=rules.collapse_repeats,
+            ),
+        )
+
+    def _keep(self, past: History) -> None:
+        self._history = past
+        self.ready_at = time.monotonic()
 
     def kept(self, key: Hashable, build: Callable[[], ibis.Table]) -> ibis.Table:
         """``build()`` computed into a table once, kept while among the recently used."""

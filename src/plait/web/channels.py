@@ -12,14 +12,12 @@ from urllib.parse import urlencode
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy.engine import Engine
 
 from plait.analytics.catalog import DATA_DRIVEN_MODELS, MODELS, RULE_MODELS, check_models
 from plait.analytics.period import Period
-from plait.analytics.report_cache import cached_report
+from plait.analytics.report_cache import Snapshot, dashboard_snapshot
 from plait.analytics.reports import channel_report, channel_totals
 from plait.core.errors import InvalidInput
-from plait.core.settings import Settings
 from plait.web.access import viewer
 from plait.web.date_range import DateRange, date_range
 from plait.web.sessions import SignedIn
@@ -149,12 +147,10 @@ def choice(params: dict[str, str]) -> Choice:
     return Choice(chosen, model, compare)
 
 
-def channel_table(
-    engine: Engine, settings: Settings, span: Period, models: list[str]
-) -> ChannelTable:
+def channel_table(data: Snapshot, span: Period, models: list[str]) -> ChannelTable:
     """The channel report under ``models`` (one, or two side by side) as the rows and
     columns the page shows and the CSV holds, with a totals row like the API's."""
-    reports = [cached_report(engine, settings, channel_report, span, model) for model in models]
+    reports = [data.report(channel_report, span, model) for model in models]
     table = _side_by_side(reports, models)
     columns = _columns(table, models)
     totals = channel_totals(table, tuple(f":{model}" for model in models))
@@ -271,7 +267,8 @@ def channels_page(request: Request, _reader: Reader) -> Response:
     """The channel report as a table and charts, with its filters and a CSV link."""
     chosen = choice(_query(request))
     app = request.app.state
-    table = channel_table(app.engine, app.settings, chosen.range.span, chosen.models)
+    with dashboard_snapshot(app.engine, app.settings) as data:
+        table = channel_table(data, chosen.range.span, chosen.models)
     context = {
         "title": "Channels",
         "charts": True,
@@ -295,7 +292,8 @@ def channels_csv(request: Request, _reader: Reader) -> Response:
     """Exactly the table the page shows for the same query, as CSV."""
     chosen = choice(_query(request))
     app = request.app.state
-    table = channel_table(app.engine, app.settings, chosen.range.span, chosen.models)
+    with dashboard_snapshot(app.engine, app.settings) as data:
+        table = channel_table(data, chosen.range.span, chosen.models)
     span = chosen.range.span
     name = f"channels-{'-vs-'.join(chosen.models)}-{span.first}-to-{span.last}.csv"
     return Response(

@@ -13,15 +13,13 @@ from urllib.parse import urlencode
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy.engine import Engine
 
 from plait.analytics.conversions import KINDS
 from plait.analytics.journeys import CONVERSION, DROP_OFF, START
 from plait.analytics.period import Period
-from plait.analytics.report_cache import cached_report
+from plait.analytics.report_cache import Snapshot, dashboard_snapshot
 from plait.analytics.reports import funnel, paths, transitions
 from plait.core.errors import InvalidInput
-from plait.core.settings import Settings
 from plait.web.access import viewer
 from plait.web.date_range import date_range
 from plait.web.sessions import SignedIn
@@ -90,14 +88,14 @@ def kind_of(params: dict[str, str]) -> str:
     return kind
 
 
-def reports(engine: Engine, settings: Settings, span: Period, kind: str) -> Reports:
+def reports(data: Snapshot, span: Period, kind: str) -> Reports:
     """The page's reports through the report cache; when cold, they share the journeys
     towards ``kind`` on the workspace they run on."""
     return Reports(
-        cached_report(engine, settings, transitions, span, kind),
-        cached_report(engine, settings, paths, span, kind, outcome="conversion", limit=TOP_PATHS),
-        cached_report(engine, settings, paths, span, kind, outcome="drop-off", limit=TOP_PATHS),
-        cached_report(engine, settings, funnel, span),
+        data.report(transitions, span, kind),
+        data.report(paths, span, kind, outcome="conversion", limit=TOP_PATHS),
+        data.report(paths, span, kind, outcome="drop-off", limit=TOP_PATHS),
+        data.report(funnel, span),
     )
 
 
@@ -324,7 +322,8 @@ def journeys_page(request: Request, _reader: Reader) -> Response:
     chosen = date_range(params)
     kind = kind_of(params)
     app = request.app.state
-    found = reports(app.engine, app.settings, chosen.span, kind)
+    with dashboard_snapshot(app.engine, app.settings) as data:
+        found = reports(data, chosen.span, kind)
     funnel_table, funnel_totals = funnel_rows(found.funnel)
     context = {
         "title": "Journeys",

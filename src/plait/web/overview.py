@@ -11,12 +11,10 @@ from urllib.parse import urlencode
 import pandas as pd
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy.engine import Engine
 
 from plait.analytics.period import period
-from plait.analytics.report_cache import cached_report
+from plait.analytics.report_cache import Snapshot, dashboard_snapshot
 from plait.analytics.reports import daily_totals
-from plait.core.settings import Settings
 from plait.web.access import viewer
 from plait.web.date_range import DateRange, date_range
 from plait.web.sessions import SignedIn
@@ -93,12 +91,12 @@ class Overview:
     """The previous period's days, alike."""
 
 
-def overview(engine: Engine, settings: Settings, chosen: DateRange) -> Overview:
+def overview(data: Snapshot, chosen: DateRange) -> Overview:
     """KPIs for ``chosen`` and the period before it, from one ``daily_totals`` report that
     covers both (read through the report cache) split by day."""
     before = chosen.previous()
     both = period(before.first, chosen.span.last, chosen.tz)
-    table = cached_report(engine, settings, daily_totals, both)
+    table = data.report(daily_totals, both)
     table["conversion_rate"] = table.sales / table.sessions.where(table.sessions > 0)
     current = table[table.day >= chosen.span.first].reset_index(drop=True)
     previous = table[table.day < chosen.span.first].reset_index(drop=True)
@@ -193,7 +191,8 @@ def overview_page(request: Request, _reader: Reader) -> Response:
     """Headline numbers for the chosen range, against the period before it."""
     chosen = date_range(dict(request.query_params.items()))
     app = request.app.state
-    found = overview(app.engine, app.settings, chosen)
+    with dashboard_snapshot(app.engine, app.settings) as data:
+        found = overview(data, chosen)
     days = [day.isoformat() for day in found.days.day]
     previous_days = [day.isoformat() for day in found.previous_days.day]
     before = chosen.previous()

@@ -12,7 +12,7 @@ import time
 
 from sqlalchemy.engine import Engine
 
-from plait.analytics.report_cache import data_state
+from plait.analytics.report_cache import data_state, snapshot
 from plait.core.db import read
 from plait.core.settings import Settings
 from plait.web import channels, journeys, overview
@@ -24,9 +24,10 @@ log = logging.getLogger("plait.web.warmup")
 def warm_default_views(engine: Engine, settings: Settings) -> None:
     """Compute (into the report cache) what the analytics pages show when first opened."""
     chosen = date_range({})
-    overview.overview(engine, settings, chosen)
-    channels.channel_table(engine, settings, chosen.span, ["last_touch", "first_touch"])
-    journeys.reports(engine, settings, chosen.span, journeys.DEFAULT_KIND)
+    data = snapshot(engine, settings)
+    overview.overview(data, chosen)
+    channels.channel_table(data, chosen.span, ["last_touch", "first_touch"])
+    journeys.reports(data, chosen.span, journeys.DEFAULT_KIND)
 
 
 def start_warming(engine: Engine, settings: Settings) -> threading.Event:
