@@ -62,7 +62,7 @@ conversations = sa.Table(
     sa.Column("inbox_id", sa.Uuid, nullable=False, index=True),
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("priority", sa.String(10), nullable=False),
-    sa.Column("assignee_id", sa.Uuid, index=True),
+    sa.Column("assignee_id", sa.Uuid),
     sa.Column("team_id", sa.Uuid),
     sa.Column("subject", sa.Text),
     sa.Column("labels", JSONValue, nullable=False),
@@ -90,6 +90,16 @@ conversations = sa.Table(
     sa.Index("ix_conversations_updated_at", "updated_at"),
     sa.Index("ix_conversations_recent", "last_message_at", "id"),
     sa.Index("ix_conversations_assignee_recent", "assignee_id", "last_message_at", "id"),
+    sa.Index(
+        "ix_conversations_open",
+        "inbox_id",
+        "assignee_id",
+        "first_response_due",
+        "next_response_due",
+        "resolution_due",
+        sqlite_where=sa.text("status != 'resolved'"),
+        postgresql_where=sa.text("status != 'resolved'"),
+    ),
 )
 """One thread with one customer, across channels. ``waiting_since`` is the oldest inbound
 message not yet answered; the ``*_due`` times are the SLA deadlines still running, and
