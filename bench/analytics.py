@@ -200,6 +200,9 @@ def main() -> None:
     parser.add_argument("--paths", type=int, default=1_000_000)
     parser.add_argument("--mam-paths", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--part", choices=("report", "paths", "both"), default="both", help="what to time"
+    )
     parser.add_argument("--json-out", type=Path, default=Path("bench/results/analytics.json"))
     args = parser.parse_args()
 
@@ -210,18 +213,20 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home))
-        start = time.perf_counter()
-        build_lake(Path(settings.lake), args.events, args.profiles)
-        results["lake_build_seconds"] = time.perf_counter() - start
-        results.update(time_report(settings, args.repeats))
-    data = make_paths(args.paths)
-    results["distinct_paths"] = int(data.path.nunique())
-    results.update(time_paths(data, args.mam_paths))
-    ca, plait_markov = results["channelattribution_markov"], results["plait_markov"]
-    results["markov_speedup_vs_channelattribution"] = ca / plait_markov
-    results["shapley_speedup_vs_channelattribution_markov"] = ca / results["plait_shapley"]
+    if args.part in ("report", "both"):
+        with tempfile.TemporaryDirectory() as home:
+            settings = Settings(home=Path(home))
+            start = time.perf_counter()
+            build_lake(Path(settings.lake), args.events, args.profiles)
+            results["lake_build_seconds"] = time.perf_counter() - start
+            results.update(time_report(settings, args.repeats))
+    if args.part in ("paths", "both"):
+        data = make_paths(args.paths)
+        results["distinct_paths"] = int(data.path.nunique())
+        results.update(time_paths(data, args.mam_paths))
+        ca, plait_markov = results["channelattribution_markov"], results["plait_markov"]
+        results["markov_speedup_vs_channelattribution"] = ca / plait_markov
+        results["shapley_speedup_vs_channelattribution_markov"] = ca / results["plait_shapley"]
 
     print(f"\n{'measure':48} {'value':>12}")
     for name, value in results.items():

@@ -9,7 +9,7 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from plait.analytics.catalog import DATA_DRIVEN_MODELS, NO_TOUCH
-from plait.analytics.journeys import array_transitions, exploded, transition_counts
+from plait.analytics.journeys import transition_counts
 from plait.analytics.markov import markov_credit
 from plait.analytics.models import credit
 from plait.analytics.shapley import MAX_CHANNELS, shapley_credit
@@ -77,10 +77,9 @@ def data_driven_credit(
 def _members(converting: ibis.Table) -> ibis.Table:
     """Each converting journey's touched channels, one row each, for ``_shapley``."""
     touches = converting.filter(converting.channel != NO_TOUCH)
-    members = touches.group_by(["journey_id", "channel"]).agg(
+    return touches.group_by(["journey_id", "channel"]).agg(
         conversions=touches.conversions.max(), value=touches.value.max()
     )
-    return members.select("journey_id", "conversions", "value", channels=members.channel)
 
 
 def _with_untouched(shared: pd.DataFrame, untouched: pd.DataFrame) -> pd.DataFrame:
@@ -97,50 +96,17 @@ def _with_untouched(shared: pd.DataFrame, untouched: pd.DataFrame) -> pd.DataFra
     return pd.concat([shared, none], ignore_index=True)
 
 
-def path_data_credit(
-    con: BaseBackend, model: str, arrays: ibis.Table, rules: AnalyticsSettings
-) -> pd.DataFrame:
-    """``data_driven_credit`` for path arrays (``journeys.path_arrays``), without
-    exploding them where the model allows."""
-    converting = arrays.filter(arrays.conversions > 0)
-    if model == "shapley":
-        return _shapley(con, converting)
-    if rules.markov_order == 1 and not rules.collapse_repeats:
-        moves = array_transitions(arrays)
-    else:
-        moves = transition_counts(exploded(arrays, rules.collapse_repeats), rules.markov_order)
-    totals = con.execute(
-        converting.aggregate(conversions=converting.conversions.sum(), value=converting.value.sum())
-    )
-    return markov_credit(
-        con.execute(moves),
-        float(totals.conversions.fillna(0).iloc[0]),
-        float(totals.value.fillna(0).iloc[0]),
-    )
-
-
-def _shapley(con: BaseBackend, journeys: ibis.Table) -> pd.DataFrame:
-    """Shapley credit from converting journeys given as ``channels`` (an array, or one
-    channel per row with ``journey_id``), ``conversions`` and ``value``."""
-    rowwise = not journeys.channels.type().is_array()
-    if rowwise:
-        channel_values = journeys.select(channel=journeys.channels)
-    else:
-        channel_values = journeys.select(channel=journeys.channels.unnest())
-    channels = sorted(con.execute(channel_values.distinct()).channel.tolist())
+def _shapley(con: BaseBackend, members: ibis.Table) -> pd.DataFrame:
+    """Shapley credit from converting journeys given as their ``channel`` rows (with
+    ``journey_id``, ``conversions`` and ``value``; see ``_members``)."""
+    channels = sorted(con.execute(members.select("channel").distinct()).channel.tolist())
     if not channels or len(channels) > MAX_CHANNELS:
         return shapley_credit(pd.DataFrame(), channels)  # nothing to share, or a clear error
-
-    def bit(channel: ibis.StringValue) -> ibis.IntegerValue:
-        return ibis.cases(*((channel == name, 1 << i) for i, name in enumerate(channels)))
-
-    if rowwise:
-        keyed = journeys.mutate(bit=bit(journeys.channels))
-        masks = keyed.group_by("journey_id").agg(
-            mask=keyed.bit.sum(), conversions=keyed.conversions.max(), value=keyed.value.max()
-        )
-    else:
-        masks = journeys.mutate(mask=journeys.channels.unique().map(bit).sums())
+    bit = ibis.cases(*((members.channel == name, 1 << i) for i, name in enumerate(channels)))
+    keyed = members.mutate(bit=bit)
+    masks = keyed.group_by("journey_id").agg(
+        mask=keyed.bit.sum(), conversions=keyed.conversions.max(), value=keyed.value.max()
+    )
     coalitions = masks.group_by("mask").agg(
         conversions=masks.conversions.sum(), value=masks.value.sum()
     )

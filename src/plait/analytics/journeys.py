@@ -14,7 +14,6 @@ from plait.analytics.catalog import NO_TOUCH
 START, CONVERSION, DROP_OFF = "(start)", "(conversion)", "(drop-off)"
 STATE_SEPARATOR = " > "
 _ORDER_WIDTH = 6
-_PAIR = "\x1f"
 
 
 def conversion_journeys(
@@ -137,32 +136,6 @@ def drop_off_journeys(
     )
 
 
-def path_arrays(
-    paths: ibis.Table,
-    *,
-    path: str,
-    conversions: str,
-    value: str | None,
-    nulls: str | None,
-    separator: str,
-) -> ibis.Table:
-    """Aggregated path data (one row per path with its conversions, value and
-    non-converting count) as ``journey_id``, ``channels`` (an array, trimmed, empty steps
-    dropped), ``conversions``, ``nulls``, ``value``."""
-    numbered = paths.mutate(journey_id=ibis.row_number().cast("string"))
-    channels = (
-        numbered[path].split(separator).map(lambda step: step.strip()).filter(lambda c: c != "")
-    )
-    arrays = numbered.select(
-        journey_id=numbered.journey_id,
-        channels=channels,
-        conversions=numbered[conversions].cast("float64"),
-        nulls=(numbered[nulls] if nulls else ibis.literal(0)).cast("float64"),
-        value=(numbered[value] if value else ibis.literal(0)).cast("float64"),
-    )
-    return arrays.filter(arrays.channels.length() > 0)
-
-
 def exploded(arrays: ibis.Table, collapse_repeats: bool) -> ibis.Table:
     """Journey rows from path arrays; positions come from the array, so no window is
     needed unless repeats are collapsed."""
@@ -184,34 +157,6 @@ def exploded(arrays: ibis.Table, collapse_repeats: bool) -> ibis.Table:
         rows = rows.drop("pos", "n")
         return number(rows, [rows.step], True)
     return rows
-
-
-def array_transitions(arrays: ibis.Table) -> ibis.Table:
-    """First-order transition counts (as ``transition_counts``) straight from path arrays:
-    each adjacent pair becomes one text key, grouped without sorting, split afterwards."""
-    channels, weight = arrays.channels, arrays.conversions + arrays.nulls
-    last = channels[channels.length() - 1]
-    keys = ibis.range(0, channels.length() - 1).map(
-        lambda i: channels[i].concat(_PAIR, channels[i + 1])
-    )
-    pairs = arrays.select(key=keys, weight=weight).unnest("key")
-    counted = pairs.group_by("key").agg(count=pairs.weight.sum())
-    parts = counted.key.split(_PAIR)
-    moves = ibis.union(
-        counted.select(source=parts[0], target=parts[1], count=counted["count"], value=0.0),
-        arrays.select(source=ibis.literal(START), target=channels[0], count=weight, value=0.0),
-        arrays.select(
-            source=last,
-            target=ibis.literal(CONVERSION),
-            count=arrays.conversions,
-            value=arrays.value,
-        ),
-        arrays.select(source=last, target=ibis.literal(DROP_OFF), count=arrays.nulls, value=0.0),
-    )
-    moves = moves.filter(moves["count"] > 0)
-    return moves.group_by(["source", "target"]).agg(
-        count=moves["count"].sum(), value=moves.value.sum()
-    )
 
 
 def number(rows: ibis.Table, order_by: list[ibis.Value], collapse_repeats: bool) -> ibis.Table:

@@ -10,11 +10,20 @@ import pandas as pd
 from ibis.backends import BaseBackend
 
 from plait.analytics.catalog import DATA_DRIVEN_MODELS, PATH_MODELS, check_models, credit_columns
-from plait.analytics.crediting import path_data_credit, rule_credit
+from plait.analytics.crediting import rule_credit
 from plait.analytics.engine import connect, materialize
-from plait.analytics.journeys import exploded, path_arrays
+from plait.analytics.journeys import exploded, transition_counts
+from plait.analytics.markov import markov_credit
+from plait.analytics.path_codes import (
+    coalitions,
+    code_paths,
+    collapsed,
+    first_order_transitions,
+    steps_table,
+)
+from plait.analytics.shapley import shapley_credit
 from plait.core.errors import InvalidInput
-from plait.core.settings import AnalyticsSettings, Settings, get_settings
+from plait.core.settings import Settings, get_settings
 
 
 def attribute_paths(
@@ -40,35 +49,40 @@ def attribute_paths(
     _check_columns(df, path, conversions, value, nulls)
     if not sep:
         raise InvalidInput("the path separator must not be empty", field="sep")
-    con = con or connect(settings)
-    rules: AnalyticsSettings = settings.analytics.model_copy(
-        update={"collapse_repeats": collapse_repeats}
+    coded = code_paths(
+        df[path],
+        df[conversions],
+        df[nulls] if nulls else None,
+        df[value] if value else None,
+        sep,
     )
-    data = df[[c for c in (path, conversions, value, nulls) if c]].copy()
-    data[path] = data[path].astype("string[pyarrow]")  # Arrow-backed: no copy into the engine
-    arrays = materialize(
-        con,
-        path_arrays(
-            materialize(con, data),
-            path=path,
-            conversions=conversions,
-            value=value,
-            nulls=nulls,
-            separator=sep,
-        ),
-    )
+    if collapse_repeats:
+        coded = collapsed(coded)
+    result = pd.DataFrame({"channel": coded.names})
     rule_models = [m for m in models if m not in DATA_DRIVEN_MODELS]
-    channels = arrays.select(channel=arrays.channels.unnest()).distinct()
-    result = pd.DataFrame({"channel": con.execute(channels).channel})
+    engine_needed = rule_models or ("markov" in models and settings.analytics.markov_order > 1)
+    if engine_needed:
+        con = con or connect(settings)
+        arrays = materialize(con, steps_table(coded))
     if rule_models:
-        converting = exploded(arrays.filter(arrays.conversions > 0), collapse_repeats)
-        credited = rule_credit(con, converting, rule_models, rules, ["channel"])
+        converting = exploded(arrays.filter(arrays.conversions > 0), collapse_repeats=False)
+        credited = rule_credit(con, converting, rule_models, settings.analytics, ["channel"])
         result = result.merge(credited, on="channel", how="left")
     for model in (m for m in models if m in DATA_DRIVEN_MODELS):
-        shared = path_data_credit(con, model, arrays, rules).rename(
-            columns={"conversions": f"{model}_conversions", "value": f"{model}_value"}
-        )
-        result = result.merge(shared, on="channel", how="left")
+        if model == "shapley":
+            shared = shapley_credit(*coalitions(coded))
+        else:
+            if settings.analytics.markov_order == 1:
+                moves = first_order_transitions(coded)
+            else:
+                journeys = exploded(arrays, collapse_repeats=False)
+                moves = con.execute(transition_counts(journeys, settings.analytics.markov_order))
+            done = coded.conversions > 0
+            shared = markov_credit(
+                moves, float(coded.conversions[done].sum()), float(coded.value[done].sum())
+            )
+        renamed = {"conversions": f"{model}_conversions", "value": f"{model}_value"}
+        result = result.merge(shared.rename(columns=renamed), on="channel", how="left")
     columns = credit_columns(models)
     result[columns] = result[columns].fillna(0.0).astype("float64")
     return result[["channel", *columns]].sort_values("channel", ignore_index=True)
