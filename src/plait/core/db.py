@@ -286,6 +286,14 @@ class InsertPlan:
         ]
 
 
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (each with the same keys; no column defaults are applied) the cheapest
+    way the database takes many: COPY on PostgreSQL, many rows per statement on SQLite."""
+    if rows:
+        plan = insert_plan(conn.dialect, table, list(rows[0]))
+        plan.execute(conn, plan.bind(rows))
+
+
 _plans: dict[tuple[str, str, tuple[str, ...], str], InsertPlan] = {}
 _SQLITE_MAX_VARIABLES = 32_000
 

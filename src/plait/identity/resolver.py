@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
-from plait.core.db import chunks, write
+from plait.core.db import chunks, insert_rows, write
 from plait.core.ids import uuid7
 from plait.identity.graph import (
     bump_version,
@@ -253,8 +253,9 @@ def write_changes(
     ]
     parents = {row["from_id"]: (row["into_id"], row["id"]) for row in merge_rows}
     if created:
-        conn.execute(
-            profiles.insert(),
+        insert_rows(
+            conn,
+            profiles,
             [
                 {
                     "id": profile_id,
@@ -266,10 +267,9 @@ def write_changes(
                 for profile_id in created
             ],
         )
-    if links:
-        conn.execute(identities.insert(), list(links))
+    insert_rows(conn, identities, links)
     if merge_rows:
-        conn.execute(identity_merges.insert(), merge_rows)
+        insert_rows(conn, identity_merges, merge_rows)
         moved = [from_id for from_id in parents if from_id in existing]
         if moved:
             conn.execute(
@@ -291,6 +291,5 @@ def write_changes(
                 .values(root_id=sa.bindparam("b_new")),
                 [{"b_old": from_id, "b_new": state.find(from_id)} for from_id in moved],
             )
-    if refusals:
-        conn.execute(identity_refusals.insert(), list(refusals))
+    insert_rows(conn, identity_refusals, refusals)
     return [row["id"] for row in merge_rows]
