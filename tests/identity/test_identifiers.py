@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from email_validator import validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plait.core.errors import InvalidInput
 from plait.core.settings import IdentitySettings, Settings
+from plait.identity import identifiers as identifiers_module
 from plait.identity.identifiers import (
     IdentityRules,
     anchor_of,
@@ -18,6 +22,7 @@ from plait.identity.identifiers import (
     identity_rules,
     suppression_key,
 )
+from plait.identity.resolver import event_identifiers
 
 JUNK = [
     "",
@@ -457,3 +462,84 @@ def test_configured_external_id_types_are_folded_like_incoming_ones() -> None:
     )
     event = {"context": {"externalIds": [{"type": "shopify customer", "id": "42"}]}}
     assert identifiers_of(event, rules) == [("shopify_id", "42")]
+
+
+ID_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from(["", "  ", "null", "0", "anonymous", "u-1", " u-1 ", "a-7", "ann@x.org"]),
+    st.text(max_size=12),
+    st.integers(-2, 3),
+)
+TRAITS = st.one_of(
+    st.none(),
+    st.just({}),
+    st.just({"email": "Ann@Example.com"}),
+    st.just({"plan": "pro"}),
+    st.just({"phone": "+33 6 12 34 56 78"}),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from(["track", "page", "identify", "alias"]),
+    user_id=ID_VALUES,
+    anonymous_id=ID_VALUES,
+    previous_id=ID_VALUES,
+    traits=TRAITS,
+    context_traits=TRAITS,
+    external=st.sampled_from([None, [], [{"type": "loyalty_card", "id": "L-9"}], "odd"]),
+    device=st.sampled_from([None, {}, {"id": "dev-1"}, {"id": None}, {"type": "ios"}]),
+)
+def test_an_events_identifiers_with_its_stored_anchor_leading(
+    kind, user_id, anonymous_id, previous_id, traits, context_traits, external, device
+) -> None:
+    """``event_identifiers`` (with its shortcut for events that carry only ids) gives what the
+    full derivation gives: the anchor stored at ingestion, then the rest strongest first."""
+    found_rules = rules()
+    context = {"traits": context_traits, "externalIds": external, "device": device}
+    row = {
+        "type": kind,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "previous_id": previous_id,
+        "traits": traits,
+        "context": {key: value for key, value in context.items() if value is not None},
+    }
+    every = identifiers_of(row, found_rules)
+    anchor = anchor_of(every)
+    row["identity_kind"], row["identity_value"] = anchor or (None, None)
+    expected = every if anchor is None else [anchor, *(i for i in every if i != anchor)]
+    assert event_identifiers(row, found_rules) == expected
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="aZ09._%+-'@x-y", min_size=3, max_size=30),
+        st.from_regex(r"[A-Za-z0-9._%+-]{1,12}@[A-Za-z0-9.-]{1,20}\.[A-Za-z]{1,6}", fullmatch=True),
+        st.sampled_from(["a@ab--cd.com", "x@xn--bcher-kva.ch", "a@x.test", "a@x.home.arpa"]),
+        st.emails(),
+    )
+)
+def test_plain_addresses_skip_the_validator_with_the_same_result(text: str) -> None:
+    """The shortcut for plain ASCII addresses agrees with email_validator whenever it is taken."""
+    if not identifiers_module._plain_email(text):
+        return
+    checked = validate_email(text, check_deliverability=False)
+    assert text.lower() == checked.normalized.lower()
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("Ann@Example.COM", True),
+        ("a.b+c@mail.example.co.uk", True),
+        ("a@ab--cd.com", False),  # IDNA rules: left to the validator, which refuses it
+        ("x@xn--bcher-kva.ch", False),  # Punycode: the validator shows it as bücher.ch
+        ("a@x.test", False),  # special-use name: refused
+        ("ünï@x.io", False),
+        ("a..b@x.io", False),
+    ],
+)
+def test_which_addresses_take_the_shortcut(text: str, plain: bool) -> None:
+    assert identifiers_module._plain_email(text) is plain

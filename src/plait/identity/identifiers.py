@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from plait.core.errors import InvalidInput
 from plait.core.secrets import digest
@@ -30,6 +30,11 @@ JUNK_VALUES = frozenset(
 _ALL_ZEROS = re.compile(r"^[0\-_.:\s]+$")
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 MAX_VALUE_LENGTH = 500
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+"""A plain ASCII address that ``email_validator`` accepts unchanged (but for the domain's
+case), so it need not be asked: a tenth of the time."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +126,26 @@ def check_kind(kind: str) -> str:
 @lru_cache(maxsize=65536)
 def normalize_email(text: str) -> str | None:
     """A syntactically valid address, lower-cased; None if it is not one."""
+    if _plain_email(text):
+        return text.lower()
     try:
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
         return None
     return checked.normalized.lower()
+
+
+def _plain_email(text: str) -> bool:
+    """Whether ``text`` is a plain address (``_PLAIN_EMAIL``) short enough, with no ``--`` in
+    its domain (IDNA's rules) and not under a special-use name such as ``.test``."""
+    if not text.isascii() or len(text) > 254:
+        return False
+    folded = text.lower()
+    if not _PLAIN_EMAIL.fullmatch(folded):
+        return False
+    local, _, domain = folded.rpartition("@")
+    top = domain.rsplit(".", 1)[-1]
+    return len(local) <= 64 and "--" not in domain and top not in SPECIAL_USE_DOMAIN_NAMES
 
 
 @lru_cache(maxsize=65536)

@@ -113,11 +113,32 @@ def resolve_pending(
 
 def event_identifiers(event: Mapping[str, Any], rules: IdentityRules) -> list[Identifier]:
     """An event's identifiers, strongest first, its stored anchor always leading."""
-    found = identifiers_of(event, rules)
     anchor = (event["identity_kind"], event["identity_value"])
     if anchor[0] is None:
+        return identifiers_of(event, rules)
+    if _ids_only(event):  # most events: the anchor, normalised at ingestion, and one more id
+        found = [anchor]
+        for kind in ("user_id", "anonymous_id"):
+            normal = rules.normalize(kind, event.get(kind)) if kind != anchor[0] else None
+            if normal is not None and (kind, normal) != anchor:
+                found.append((kind, normal))
         return found
+    found = identifiers_of(event, rules)
     return [anchor, *(identifier for identifier in found if identifier != anchor)]
+
+
+def _ids_only(event: Mapping[str, Any]) -> bool:
+    """Whether ``userId`` and ``anonymousId`` are all the identifiers the event can carry:
+    no traits, external ids or device id, and not an alias."""
+    if event.get("type") == "alias" or event.get("traits"):
+        return False
+    context = event.get("context") or {}
+    device = context.get("device")
+    return not (
+        context.get("traits")
+        or context.get("externalIds")
+        or (isinstance(device, Mapping) and device.get("id") is not None)
+    )
 
 
 def resolve_events(
