@@ -25,7 +25,7 @@ from plait.demo.world import generate
 from plait.identity.graph import identities, identity_merges, identity_progress, profiles
 from plait.identity.identifiers import identity_rules
 from plait.identity.merge_rules import GraphState
-from plait.identity.resolver import RESOLVE_COLUMNS, event_identifiers
+from plait.identity.resolver import RESOLVE_COLUMNS, event_identifiers, resolvable
 from plait.migrations import upgrade
 
 RESOLVER = """
@@ -88,7 +88,9 @@ def test_concurrent_resolvers_build_the_same_graph_as_one(
     assert [process.wait(timeout=180) for process in resolvers] == [0, 0, 0, 0]
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(*RESOLVE_COLUMNS).order_by(events.c.seq)).mappings().all()
+        rows = resolvable(
+            conn.execute(sa.select(*RESOLVE_COLUMNS).order_by(events.c.seq)).mappings()
+        )
         stored_profiles = conn.execute(
             sa.select(profiles.c.id, profiles.c.root_id, profiles.c.parent_id)
         ).all()

@@ -46,10 +46,14 @@ RESOLVE_COLUMNS = (
     events.c.anonymous_id,
     events.c.previous_id,
     events.c.traits,
-    events.c.context,
+    events.c.context["traits"].label("context_traits"),
+    events.c.context["externalIds"].label("context_external_ids"),
+    events.c.context[("device", "id")].label("context_device_id"),
     events.c.identity_kind,
     events.c.identity_value,
 )
+"""What resolving reads of an event: of its ``context`` only the parts that carry identifiers
+and traits (the rest, page, user agent and campaign, is most of its bytes)."""
 
 ChunkHook = Callable[[Connection, Sequence[Mapping[str, Any]], Mapping[int, UUID]], None]
 """Called in the resolving transaction with the chunk's events and each event's home
@@ -88,15 +92,13 @@ def resolve_pending(
             start = progress(conn)["resolved_seq"]
             if start >= watermark:
                 break
-            rows = (
+            rows = resolvable(
                 conn.execute(
                     sa.select(*RESOLVE_COLUMNS)
                     .where(events.c.seq > start, events.c.seq <= watermark)
                     .order_by(events.c.seq)
                     .limit(size)
-                )
-                .mappings()
-                .all()
+                ).mappings()
             )
             if not rows:
                 break
@@ -109,6 +111,20 @@ def resolve_pending(
         if len(rows) < size:  # the rest of the way to the watermark is done
             break
     return report
+
+
+def resolvable(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of ``RESOLVE_COLUMNS`` as events with the ``context`` they were read with."""
+    found = []
+    for row in rows:
+        event = dict(row)
+        event["context"] = {
+            "traits": event.pop("context_traits"),
+            "externalIds": event.pop("context_external_ids"),
+            "device": {"id": event.pop("context_device_id")},
+        }
+        found.append(event)
+    return found
 
 
 def event_identifiers(event: Mapping[str, Any], rules: IdentityRules) -> list[Identifier]:
