@@ -20,12 +20,12 @@ from plait.analytics.shapley import MAX_CHANNELS
 WHITESPACE = " \t\n\r\v\f"
 """What is trimmed around a step (ASCII whitespace: a no-break space is part of a name)."""
 
-
 CHUNK_ROWS = 65_536
 """Rows split and coded at a time: arrays this small are reused by the allocator instead of
 being mapped afresh for each step, which costs more than the work on a virtual machine."""
 
 CHUNK_STEPS = 8 * CHUNK_ROWS
+"""Steps whose transitions are counted at a time, for the same reason."""
 
 
 @dataclass(frozen=True)
