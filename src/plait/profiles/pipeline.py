@@ -19,12 +19,15 @@ def resolve(
     settings: Settings,
     *,
     max_events: int | None = None,
+    chunk_events: int = 5000,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> ResolveReport:
-    """Resolve every event not yet in a profile; safe to call from any process at any time."""
+    """Resolve every event not yet in a profile; safe to call from any process at any time.
+    Each chunk of ``chunk_events`` is one write transaction."""
     return resolve_pending(
         engine,
         identity_rules(settings),
+        chunk_events=chunk_events,
         on_chunk=partial(apply_traits, settings=settings.profiles),
         max_events=max_events,
         on_progress=on_progress,
