@@ -144,7 +144,7 @@ def mounted(app: Any, path: str) -> bool:
 
 
 def time_page(client: Any, path: str, hits: int, write_key: str) -> dict[str, Any]:
-    from plait.analytics.report_cache import REPORTS, WORKSPACES, current_workspace
+    from plait.analytics.report_cache import REPORTS, WORKSPACES, snapshot
 
     app = client.app.state
     REPORTS.clear()
@@ -155,7 +155,7 @@ def time_page(client: Any, path: str, hits: int, write_key: str) -> dict[str, An
     after_sync = timed_get(client, path)[1]
     wait_for_the_new_state(app.engine, app.settings)
     REPORTS.clear()
-    current_workspace(app.engine, app.settings).journeys()
+    snapshot(app.engine, app.settings).workspace.journeys()
     response, cold = timed_get(client, path)
     warm = []
     for _ in range(hits):

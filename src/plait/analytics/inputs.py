@@ -230,7 +230,7 @@ class Workspace:
             try:
                 if self._history is None:
                     past = history(self.settings, self.con)
-                    self._journeys = self._journeys or self._journeys_of(past)
+                    self._journeys = self._journeys_of(past)
                     self._keep(past)
                 self.journeys()
             finally:

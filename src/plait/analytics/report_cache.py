@@ -231,11 +231,6 @@ def cached_report(
     return snapshot(engine, settings).report(report, period, *args, **kwargs)
 
 
-def current_workspace(engine: Engine, settings: Settings) -> Workspace:
-    """The workspace reports for ``settings`` run on while the lake stays as it is now."""
-    return WORKSPACES.get(data_key(engine, settings), settings)
-
-
 def report_key(
     report: Report,
     period: Period,

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import events
 from plait.core.clock import utcnow
-from plait.core.db import read, write
+from plait.core.db import insert_rows, read, write
 from plait.core.ids import uuid7
 from plait.core.settings import Settings
 from plait.identity.graph import identities, profiles
@@ -161,7 +161,7 @@ class Router:
         """Write the new conversations, the others' changes, the messages' placement and
         the rotation, each as one statement (per set of changed columns)."""
         if self._new:
-            self.conn.execute(conversations.insert(), list(self._new.values()))
+            insert_rows(self.conn, conversations, list(self._new.values()))
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for conversation_id, values in self._changed.items():
             params = {f"new_{name}": value for name, value in values.items()}
