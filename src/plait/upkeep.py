@@ -29,11 +29,11 @@ from plait.web.sessions import purge_sessions
 log = logging.getLogger("plait.upkeep")
 
 ANALYZE_SECONDS = 600
+"""How often SQLite's planner statistics are refreshed (PostgreSQL's autovacuum does it)."""
 SERVING_CHUNK_EVENTS = 500
 """Events the server's resolver takes per write transaction: short ones (tens of ms), so
 ingestion's commits seldom wait behind it (SQLite has one writer; on PostgreSQL the graph
 lock is held as long). 5,000 per transaction cut ingest throughput under load by a quarter."""
-"""How often SQLite's planner statistics are refreshed (PostgreSQL's autovacuum does it)."""
 
 
 def run_upkeep(settings: Settings, parent_pid: int) -> None:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import httpx
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -19,7 +20,8 @@ import pytest
 import sqlalchemy as sa
 from tests.conftest import LiveServer
 
-from plait.collect.event_store import events
+from plait.collect import replication
+from plait.collect.event_store import committed_seq, events
 from plait.collect.ingest import ingest, rules_from_settings
 from plait.collect.messages import Envelope
 from plait.collect.replication import (
@@ -318,11 +320,11 @@ def test_sync_lake_finishes_a_batch_left_unfinished_by_a_crash(
 
     # A sync that dies after recording batch 1 (committed), and possibly after writing some
     # or all of its day files, but before marking it complete.
-    claimed = _next_batch(engine, 100_000)
+    claimed = _next_batch(engine, 100_000, committed_seq(engine))
     assert claimed is not None
     crashed_batch, seq_from, seq_to = claimed
-    with read(engine) as conn:
-        table = _range_table(conn, seq_from, seq_to)
+    with read(engine) as conn, duckdb.connect() as duck:
+        table = _range_table(conn, duck, seq_from, seq_to)
     assert table.num_rows == len(first)
     if crash_after == "some_days_written":
         first_day = table["timestamp"][0].as_py().strftime("%Y-%m-%d")
@@ -373,4 +375,31 @@ def test_sync_lake_finishes_a_batch_left_unfinished_by_a_crash(
     again = sync_lake(engine, settings)
     assert (again.batches, again.rows, again.files) == (0, 0, [])
     assert _lake_files(settings) == files_after
+    _assert_lake_matches_database(settings, engine)
+
+
+def test_sync_lake_leaves_events_that_arrive_during_it_to_the_next_run(
+    settings: Settings, engine: sa.Engine, source: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    website = _website(engine, source)
+    run = uuid.uuid4().hex[:8]
+    first = _messages(run, 0, 10, days_back=0)
+    _ingest(engine, settings, website, first)
+    late = _messages(run, 1, 4, days_back=0)
+    write_days = replication._write_days
+
+    def write_days_while_events_arrive(table: pa.Table, location: str, batch_id: int) -> list:
+        written = write_days(table, location, batch_id)
+        if late:
+            _ingest(engine, settings, website, [late.pop() for _ in range(len(late))])
+        return written
+
+    monkeypatch.setattr(replication, "_write_days", write_days_while_events_arrive)
+    report = sync_lake(engine, settings, batch_rows=4)
+    assert (report.batches, report.rows) == (3, len(first))
+    with read(engine) as conn:
+        assert pending_count(conn) == 4
+
+    report = sync_lake(engine, settings)
+    assert (report.batches, report.rows) == (1, 4)
     _assert_lake_matches_database(settings, engine)

@@ -12,12 +12,14 @@ from fastapi.testclient import TestClient
 from tests.inbox.conftest import twilio_sms
 from tests.inbox.test_conversations import agent
 
+from plait.collect.ingest import rules_from_settings
 from plait.core.db import read, write
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
+from plait.inbox import routing
 from plait.inbox.connectors.twilio_sms import parse_inbound
 from plait.inbox.inboxes import Inbox, get_inbox
-from plait.inbox.receiving import Inbound, store_messages
+from plait.inbox.receiving import Inbound, receive_many, store_messages
 from plait.inbox.routing import route_pending
 from plait.inbox.schema import conversations, messages
 
@@ -121,3 +123,25 @@ def test_one_routing_transaction_keeps_the_round_robin_and_capacities(
             )
         ).scalar_one()
     assert str(chosen) == cat
+
+
+def test_a_routing_failure_leaves_the_messages_stored_for_the_next_router(
+    engine: sa.Engine, settings: Settings, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = rules_from_settings(settings)
+    arrival = (inbox, parse_inbound(twilio_sms("+14155550301", "hello")))
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("routing is broken")
+
+    monkeypatch.setattr(routing, "Router", broken)
+    with pytest.raises(RuntimeError, match="routing is broken"):
+        receive_many(engine, settings, rules, [arrival])
+    assert _counts(engine) == (1, 1, 0)
+
+    monkeypatch.undo()
+    assert len(route_pending(engine, settings)) == 1
+    assert _counts(engine) == (1, 0, 1)
+    again = receive_many(engine, settings, rules, [arrival])
+    assert again[0].duplicate
+    assert again[0].conversation_id is not None

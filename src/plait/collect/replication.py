@@ -120,29 +120,33 @@ class SyncReport:
 def sync_lake(
     engine: Engine, settings: Settings, *, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> SyncReport:
-    """Replicate every event not yet in the lake; safe to run again at any point."""
+    """Replicate every event committed before the run started; safe to run again at any
+    point. Events that arrive meanwhile wait for the next run: chasing them would write a
+    file of a few events per turn, as fast as the loop goes, while events keep coming."""
     report = SyncReport()
     with exclusive_job(engine, "lake-sync") as running:
         if not running:
             return report
         remove_stale_temporaries(settings.lake)
         _rebuild_if_outdated(engine, settings.lake)
-        while True:
-            batch = _unfinished_batch(engine) or _next_batch(engine, batch_rows)
-            if batch is None:
-                return report
-            batch_id, seq_from, seq_to = batch
-            with read(engine) as conn:
-                table = _range_table(conn, seq_from, seq_to)
-            report.files.extend(_write_days(table, settings.lake, batch_id))
-            with write(engine) as conn:
-                conn.execute(
-                    lake_batches.update()
-                    .where(lake_batches.c.id == batch_id)
-                    .values(completed_at=utcnow(), row_count=table.num_rows)
-                )
-            report.batches += 1
-            report.rows += table.num_rows
+        watermark = committed_seq(engine)
+        with duckdb.connect() as duck:
+            while True:
+                batch = _unfinished_batch(engine) or _next_batch(engine, batch_rows, watermark)
+                if batch is None:
+                    return report
+                batch_id, seq_from, seq_to = batch
+                with read(engine) as conn:
+                    table = _range_table(conn, duck, seq_from, seq_to)
+                report.files.extend(_write_days(table, settings.lake, batch_id))
+                with write(engine) as conn:
+                    conn.execute(
+                        lake_batches.update()
+                        .where(lake_batches.c.id == batch_id)
+                        .values(completed_at=utcnow(), row_count=table.num_rows)
+                    )
+                report.batches += 1
+                report.rows += table.num_rows
 
 
 def _rebuild_if_outdated(engine: Engine, location: str) -> None:
@@ -204,8 +208,7 @@ def _unfinished_batch(engine: Engine) -> tuple[int, int, int] | None:
     return tuple(row) if row else None
 
 
-def _next_batch(engine: Engine, batch_rows: int) -> tuple[int, int, int] | None:
-    watermark = committed_seq(engine)
+def _next_batch(engine: Engine, batch_rows: int, watermark: int) -> tuple[int, int, int] | None:
     with write(engine) as conn:
         seq_from = replicated_seq(conn)
         if watermark <= seq_from:
@@ -253,7 +256,9 @@ def _lake_column(name: str, dialect: str) -> Any:
     return column
 
 
-def _range_table(conn: Connection, seq_from: int, seq_to: int) -> pa.Table:
+def _range_table(
+    conn: Connection, duck: duckdb.DuckDBPyConnection, seq_from: int, seq_to: int
+) -> pa.Table:
     dialect = conn.dialect.name
     rows = conn.execute(
         sa.select(*(_lake_column(name, dialect) for name in _STORED_COLUMNS))
@@ -274,15 +279,17 @@ def _range_table(conn: Connection, seq_from: int, seq_to: int) -> pa.Table:
     batch = pa.Table.from_arrays(
         arrays, schema=pa.schema([LAKE_SCHEMA.field(name) for name in _STORED_COLUMNS])
     )
-    return _with_derived_columns(batch)
+    return _with_derived_columns(duck, batch)
 
 
-def _with_derived_columns(batch: pa.Table) -> pa.Table:
+def _with_derived_columns(duck: duckdb.DuckDBPyConnection, batch: pa.Table) -> pa.Table:
     """Add the typed columns analytics read (revenue, contactability, stage), extracted
     from the JSON columns set-wise by DuckDB so no engine has to parse JSON at query time."""
-    with duckdb.connect() as con:
-        con.register("batch", batch)
-        return con.sql(_DERIVED_SQL).to_arrow_table().cast(LAKE_SCHEMA)
+    duck.register("batch", batch)
+    try:
+        return duck.sql(_DERIVED_SQL).to_arrow_table().cast(LAKE_SCHEMA)
+    finally:
+        duck.unregister("batch")
 
 
 def _write_days(table: pa.Table, location: str, batch_id: int) -> list[str]:

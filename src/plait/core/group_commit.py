@@ -8,6 +8,7 @@ durable. The event store and the inbox's webhooks both write through one."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -48,6 +49,12 @@ class GroupWorker(Generic[Item, Outcome]):
         done: Future[Outcome] = Future()
         self._queue.put((item, done))
         return done.result()
+
+    async def submit_async(self, item: Item) -> Outcome:
+        """:meth:`submit` for the event loop: waits without holding a thread."""
+        done: Future[Outcome] = Future()
+        self._queue.put((item, done))
+        return await asyncio.wrap_future(done)
 
     def close(self) -> None:
         """Finish what is queued, then stop the writer thread."""

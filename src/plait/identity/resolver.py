@@ -88,29 +88,45 @@ def resolve_pending(
     while max_events is None or report.events < max_events:
         size = chunk_events if max_events is None else min(chunk_events, max_events - report.events)
         with write(engine) as conn:
-            lock_graph(conn)
-            start = progress(conn)["resolved_seq"]
-            if start >= watermark:
-                break
-            rows = resolvable(
-                conn.execute(
-                    sa.select(*RESOLVE_COLUMNS)
-                    .where(events.c.seq > start, events.c.seq <= watermark)
-                    .order_by(events.c.seq)
-                    .limit(size)
-                ).mappings()
-            )
-            if not rows:
-                break
-            done, homes = resolve_events(conn, rules, rows)
-            if on_chunk is not None:
-                on_chunk(conn, rows, homes)
-            bump_version(conn, resolved_seq=rows[-1]["seq"])
+            done, taken = resolve_chunk(conn, rules, watermark, size, on_chunk)
+        if not taken:
+            break
         report.add(done)
-        on_progress(len(rows))
-        if len(rows) < size:  # the rest of the way to the watermark is done
+        on_progress(taken)
+        if taken < size:  # the rest of the way to the watermark is done
             break
     return report
+
+
+def resolve_chunk(
+    conn: Connection,
+    rules: IdentityRules,
+    watermark: int,
+    size: int,
+    on_chunk: ChunkHook | None = None,
+) -> tuple[ResolveReport, int]:
+    """Resolve, in ``conn``'s write transaction, up to ``size`` of the events after the last
+    resolved one and at or below ``watermark`` (a :func:`committed_seq`); returns what was
+    done and how many events were read (fewer than ``size``: caught up with ``watermark``)."""
+    lock_graph(conn)
+    start = progress(conn)["resolved_seq"]
+    if start >= watermark:
+        return ResolveReport(), 0
+    rows = resolvable(
+        conn.execute(
+            sa.select(*RESOLVE_COLUMNS)
+            .where(events.c.seq > start, events.c.seq <= watermark)
+            .order_by(events.c.seq)
+            .limit(size)
+        ).mappings()
+    )
+    if not rows:
+        return ResolveReport(), 0
+    done, homes = resolve_events(conn, rules, rows)
+    if on_chunk is not None:
+        on_chunk(conn, rows, homes)
+    bump_version(conn, resolved_seq=rows[-1]["seq"])
+    return done, len(rows)
 
 
 def resolvable(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -123,6 +123,11 @@ class Receiver:
         check_inbound(inbound)
         return self._worker.submit((inbox, inbound))
 
+    async def receive_async(self, inbox: Inbox, inbound: Inbound) -> Received:
+        """:meth:`receive` for the event loop (a webhook need not hold a thread to wait)."""
+        check_inbound(inbound)
+        return await self._worker.submit_async((inbox, inbound))
+
     def close(self) -> None:
         self._worker.close()
 

@@ -18,7 +18,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from plait.collect.event_store import events
+from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
 from plait.core.db import insert_rows, read, write
 from plait.core.ids import uuid7
@@ -27,7 +27,10 @@ from plait.identity.graph import identities, profiles
 from plait.inbox.assignment import Rotation
 from plait.inbox.schema import conversations, inboxes, messages
 from plait.inbox.sla import deadline
-from plait.profiles.pipeline import resolve
+from plait.profiles.pipeline import resolve_step
+
+RESOLVE_CHUNK_EVENTS = 500
+"""Events resolved per transaction before routing (as the server's resolver takes them)."""
 
 ROUTING_LOCK = 0x504C414954_03
 """PostgreSQL advisory lock held while routing, so two messages from one customer arriving
@@ -43,7 +46,8 @@ def route_pending(
     engine: Engine, settings: Settings, *, only: Sequence[UUID] | None = None, limit: int = 1000
 ) -> dict[UUID, UUID]:
     """Route inbound messages not yet in a conversation (just ``only``, if given); returns
-    each routed message's conversation. One transaction for all of them."""
+    each routed message's conversation. The messages' events are resolved first, the last
+    of them in the one transaction that routes every message."""
     if only is None:
         unrouted = sa.select(messages.c.id).where(
             messages.c.direction == "in", messages.c.conversation_id.is_(None)
@@ -53,22 +57,31 @@ def route_pending(
                 return {}
     elif not only:
         return {}
-    resolve(engine, settings)
+    watermark = committed_seq(engine)
+    while True:
+        with write(engine) as conn:
+            if resolve_step(conn, settings, watermark, chunk_events=RESOLVE_CHUNK_EVENTS):
+                lock_routing(conn)
+                return _route(conn, settings, only, limit)
+        # a backlog: resolved a chunk per transaction, the last one in the routing one
+
+
+def _route(
+    conn: Connection, settings: Settings, only: Sequence[UUID] | None, limit: int
+) -> dict[UUID, UUID]:
+    query = unrouted_messages().where(messages.c.direction == "in").limit(limit)
+    if only is not None:
+        query = query.where(messages.c.id.in_(list(only)))
+    rows = conn.execute(query).mappings().all()
+    router = Router(conn, settings, rows)
     routed: dict[UUID, UUID] = {}
-    with write(engine) as conn:
-        lock_routing(conn)
-        query = unrouted_messages().where(messages.c.direction == "in").limit(limit)
-        if only is not None:
-            query = query.where(messages.c.id.in_(list(only)))
-        rows = conn.execute(query).mappings().all()
-        router = Router(conn, settings, rows)
-        for row in rows:
-            if row["home"] is None:
-                continue
-            conversation = router.conversation_for(row)
-            router.attach(conversation, row)
-            routed[row["id"]] = conversation["id"]
-        router.flush()
+    for row in rows:
+        if row["home"] is None:
+            continue
+        conversation = router.conversation_for(row)
+        router.attach(conversation, row)
+        routed[row["id"]] = conversation["id"]
+    router.flush()
     return routed
 
 

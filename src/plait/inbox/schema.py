@@ -90,6 +90,7 @@ conversations = sa.Table(
     sa.Index("ix_conversations_updated_at", "updated_at"),
     sa.Index("ix_conversations_recent", "last_message_at", "id"),
     sa.Index("ix_conversations_assignee_recent", "assignee_id", "last_message_at", "id"),
+    sa.Index("ix_conversations_assignee_status", "assignee_id", "status"),
     sa.Index(
         "ix_conversations_open",
         "inbox_id",

@@ -12,6 +12,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from plait.core.clock import utcnow
 from plait.core.db import read, write
@@ -34,17 +35,27 @@ _inbox_cache: dict[tuple[int, str], tuple[float, Inbox]] = {}
 
 def webhook_inbox(engine: Engine, inbox_id: str, channels: Iterable[str]) -> Inbox:
     """The inbox a webhook URL names, if it is one of ``channels``."""
-    key, now = (id(engine), inbox_id), time.monotonic()
-    cached = _inbox_cache.get(key)
-    if cached is not None and cached[0] > now:
-        inbox = cached[1]
-    else:
+    inbox = _cached_inbox(engine, inbox_id)
+    if inbox is None:
         with read(engine) as conn:
             inbox = get_inbox(conn, inbox_id)
-        _inbox_cache[key] = (now + INBOX_CACHE_SECONDS, inbox)
+        _inbox_cache[(id(engine), inbox_id)] = (time.monotonic() + INBOX_CACHE_SECONDS, inbox)
     if inbox.channel not in set(channels):
         raise NotFound("no such inbox", field="inbox_id")
     return inbox
+
+
+async def webhook_inbox_async(engine: Engine, inbox_id: str, channels: Iterable[str]) -> Inbox:
+    """:func:`webhook_inbox` for the event loop: a thread only when the database is read."""
+    inbox = _cached_inbox(engine, inbox_id)
+    if inbox is not None and inbox.channel in set(channels):
+        return inbox
+    return await run_in_threadpool(webhook_inbox, engine, inbox_id, channels)
+
+
+def _cached_inbox(engine: Engine, inbox_id: str) -> Inbox | None:
+    cached = _inbox_cache.get((id(engine), inbox_id))
+    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
 
 
 def refuse(

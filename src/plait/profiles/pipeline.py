@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from plait.core.settings import Settings
 from plait.identity.identifiers import identity_rules
-from plait.identity.resolver import ResolveReport, resolve_pending
+from plait.identity.resolver import ResolveReport, resolve_chunk, resolve_pending
 from plait.profiles.traits import apply_traits
 
 
@@ -32,3 +32,19 @@ def resolve(
         max_events=max_events,
         on_progress=on_progress,
     )
+
+
+def resolve_step(
+    conn: Connection, settings: Settings, watermark: int, *, chunk_events: int = 5000
+) -> bool:
+    """One chunk of :func:`resolve` in ``conn``'s write transaction, for a writer that needs
+    events resolved before it goes on in the same transaction (routing an inbound message
+    to its sender's conversation). True once every event up to ``watermark`` is resolved."""
+    _done, taken = resolve_chunk(
+        conn,
+        identity_rules(settings),
+        watermark,
+        chunk_events,
+        partial(apply_traits, settings=settings.profiles),
+    )
+    return taken < chunk_events

@@ -33,7 +33,13 @@ from plait.inbox.inboxes import Inbox
 from plait.inbox.receiving import Inbound, store_messages
 from plait.inbox.routing import route_pending
 from plait.inbox.schema import messages
-from plait.inbox.webhooks import STATUS_RANK, apply_status, refuse, same_secret, webhook_inbox
+from plait.inbox.webhooks import (
+    STATUS_RANK,
+    apply_status,
+    refuse,
+    same_secret,
+    webhook_inbox_async,
+)
 
 router = APIRouter(tags=["webhooks"])
 
@@ -85,7 +91,7 @@ def signature(app_secret: str, body: bytes) -> str:
 async def meta_verification(request: Request, inbox_id: str) -> Response:
     """Meta's subscription check: echo ``hub.challenge`` if ``hub.verify_token`` is ours."""
     app = request.app.state
-    inbox = await run_in_threadpool(webhook_inbox, app.engine, inbox_id, CHANNELS)
+    inbox = await webhook_inbox_async(app.engine, inbox_id, CHANNELS)
     query = request.query_params
     token = str(inbox.secrets.get("verify_token") or "")
     if (
@@ -109,7 +115,7 @@ async def meta_verification(request: Request, inbox_id: str) -> Response:
 async def meta_webhook(request: Request, inbox_id: str) -> Response:
     """Meta's webhook: messages from customers and statuses of the messages we sent."""
     app = request.app.state
-    inbox = await run_in_threadpool(webhook_inbox, app.engine, inbox_id, CHANNELS)
+    inbox = await webhook_inbox_async(app.engine, inbox_id, CHANNELS)
     body = await request.body()
     secret = str(inbox.secrets.get("app_secret") or "")
     if not secret or not same_secret(

@@ -49,7 +49,7 @@ from plait.inbox.outbox import answered
 from plait.inbox.receiving import MAX_BODY, Inbound, Received, store_message
 from plait.inbox.routing import Router, lock_routing, route_pending, unrouted_messages
 from plait.inbox.schema import conversations, messages
-from plait.inbox.webhooks import webhook_inbox
+from plait.inbox.webhooks import webhook_inbox, webhook_inbox_async
 from plait.profiles.pipeline import resolve
 
 router = APIRouter(tags=["inbox"])
@@ -149,7 +149,7 @@ async def import_calls(request: Request, inbox_id: str, _p: Writer) -> dict[str,
     """Import calls from a CSV file: every row is checked first, and if any is not a valid
     call nothing is stored and the error lists the bad rows by number."""
     app = request.app.state
-    inbox = await run_in_threadpool(webhook_inbox, app.engine, inbox_id, ["phone"])
+    inbox = await webhook_inbox_async(app.engine, inbox_id, ["phone"])
     raw = await request.body()
     if len(raw) > MAX_IMPORT_BYTES:
         raise TooLarge(f"an import may be at most {MAX_IMPORT_BYTES} bytes", field="body")

@@ -33,7 +33,7 @@ from plait.inbox.connectors import DeliveryFailed, Outgoing, check_status
 from plait.inbox.inboxes import Inbox
 from plait.inbox.receiving import Inbound, Received, mark_delivery, store_message
 from plait.inbox.routing import route_pending
-from plait.inbox.webhooks import refuse, same_secret, webhook_inbox
+from plait.inbox.webhooks import refuse, same_secret, webhook_inbox_async
 
 router = APIRouter(tags=["webhooks"])
 
@@ -57,7 +57,7 @@ FILE_FIELDS = (
 async def telegram_webhook(request: Request, inbox_id: str) -> dict[str, bool]:
     """The bot's webhook: one ``Update`` (a message, an edited message, or something else)."""
     app = request.app.state
-    inbox = await run_in_threadpool(webhook_inbox, app.engine, inbox_id, ["telegram"])
+    inbox = await webhook_inbox_async(app.engine, inbox_id, ["telegram"])
     expected = str(inbox.secrets.get("secret_token") or "")
     given = request.headers.get("x-telegram-bot-api-secret-token")
     if not expected or not same_secret(expected, given):

@@ -24,7 +24,13 @@ from plait.core.settings import InboxSettings
 from plait.inbox.connectors import DeliveryFailed, Outgoing, check_status
 from plait.inbox.inboxes import Inbox
 from plait.inbox.receiving import Inbound
-from plait.inbox.webhooks import apply_status, public_url, refuse, same_secret, webhook_inbox
+from plait.inbox.webhooks import (
+    apply_status,
+    public_url,
+    refuse,
+    same_secret,
+    webhook_inbox_async,
+)
 
 router = APIRouter(tags=["webhooks"])
 
@@ -53,7 +59,7 @@ def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
 async def twilio_webhook(request: Request, inbox_id: str) -> Response:
     """Twilio's messaging webhook: an inbound SMS, or a status callback for one we sent."""
     app = request.app.state
-    inbox = await run_in_threadpool(webhook_inbox, app.engine, inbox_id, ["sms"])
+    inbox = await webhook_inbox_async(app.engine, inbox_id, ["sms"])
     form = await request.form()
     params = {name: str(value) for name, value in form.multi_items()}
     url = public_url(request, app.settings.server.public_url)
@@ -70,21 +76,21 @@ async def twilio_webhook(request: Request, inbox_id: str) -> Response:
             "bad_signature",
             "the X-Twilio-Signature header does not match this request",
         )
-    await run_in_threadpool(_handle, request, inbox, form)
-    return Response(EMPTY_TWIML, media_type="text/xml")
-
-
-def _handle(request: Request, inbox: Inbox, form: FormData) -> None:
-    app = request.app.state
     sid = str(form.get("MessageSid") or form.get("SmsSid") or "")
     status = str(form.get("MessageStatus") or form.get("SmsStatus") or "")
     if status and status != "received" and sid:
         error = form.get("ErrorCode")
-        apply_status(app.engine, inbox.id, sid, STATUSES.get(status, status), error and str(error))
-        return
-    inbound = parse_inbound(form)
-    if inbound is not None:
-        app.receiver.receive(inbox, inbound)
+        await run_in_threadpool(
+            apply_status,
+            app.engine,
+            inbox.id,
+            sid,
+            STATUSES.get(status, status),
+            error and str(error),
+        )
+    elif (inbound := parse_inbound(form)) is not None:
+        await app.receiver.receive_async(inbox, inbound)
+    return Response(EMPTY_TWIML, media_type="text/xml")
 
 
 def parse_inbound(form: FormData | Mapping[str, str]) -> Inbound | None:

@@ -44,7 +44,7 @@ from plait.inbox.connectors import Outgoing
 from plait.inbox.inboxes import Inbox
 from plait.inbox.receiving import Inbound
 from plait.inbox.schema import messages
-from plait.inbox.webhooks import apply_status, webhook_inbox
+from plait.inbox.webhooks import apply_status, webhook_inbox_async
 
 router = APIRouter(tags=["web chat"])
 
@@ -167,7 +167,7 @@ def check_origin(request: Request, inbox: Inbox) -> None:
 
 
 async def _chat_inbox(request: Request, inbox_id: str) -> Inbox:
-    inbox = await run_in_threadpool(webhook_inbox, request.app.state.engine, inbox_id, ["web_chat"])
+    inbox = await webhook_inbox_async(request.app.state.engine, inbox_id, ["web_chat"])
     check_origin(request, inbox)
     return inbox
 
