@@ -295,13 +295,26 @@ def committed_seq(engine: Engine) -> int:
     SQLite has one writer at a time, so what is committed is final; on PostgreSQL writers
     hold :data:`INGEST_LOCK` shared, and taking it exclusively for an instant waits them out.
     """
-    newest = sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))
     if engine.dialect.name != "postgresql":
         with read(engine) as conn:
-            return conn.execute(newest).scalar()
+            return newest_seq(conn)
     with write(engine) as conn:
+        hold_writers(conn)
+        return newest_seq(conn)
+
+
+def hold_writers(conn: Connection) -> None:
+    """Make ``conn``'s write transaction the only event writer until it ends: on PostgreSQL
+    it takes :data:`INGEST_LOCK` exclusively (waiting for the writers before it); SQLite's
+    one writer already is. What :func:`newest_seq` then gives is a :func:`committed_seq`
+    once the transaction commits."""
+    if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({INGEST_LOCK})")
-        return conn.execute(newest).scalar()
+
+
+def newest_seq(conn: Connection) -> int:
+    """The highest ``seq`` ``conn`` sees."""
+    return conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))).scalar_one()
 
 
 def prune_seen(conn: Connection, before: datetime) -> int:

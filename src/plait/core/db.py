@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,18 +91,44 @@ def get_engine(settings: Settings) -> Engine:
     return _engines[url]
 
 
+PING_AFTER_IDLE_SECONDS = 10.0
+"""A pooled PostgreSQL connection idle this long is checked before use (one round trip);
+checking every checkout, as ``pool_pre_ping`` does, cost a busy writer a round trip per
+transaction."""
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Replace a pooled connection that the server dropped (a restart, an idle timeout)
+    before it is used, if it sat idle long enough for that to be likely."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:  # type: ignore[no-untyped-def]
+        record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:  # type: ignore[no-untyped-def]
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+
+
 def create_engine(settings: Settings) -> Engine:
     """A new engine; on SQLite the data directory is created and WAL is switched on."""
     url = sa.make_url(settings.database_url)
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(
+        engine = sa.create_engine(
             url,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
             pool_size=10,
             max_overflow=20,
-            pool_pre_ping=True,
         )
+        _ping_when_idle(engine)
+        return engine
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(

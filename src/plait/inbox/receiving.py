@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from plait.collect.event_store import store
+from plait.collect.event_store import hold_writers, newest_seq, store
 from plait.collect.messages import Envelope, InvalidMessage, Rules, normalize
 from plait.core.clock import isoformat, utcnow
 from plait.core.db import dialect_insert, read, write
@@ -88,10 +87,27 @@ def receive_many(
 ) -> list[Received]:
     """Store inbound messages with their events in one transaction, then route the new ones
     in one more (see :func:`receive`)."""
+    stored, watermark = store_many(engine, rules, arrivals)
+    return route_stored(engine, settings, stored, watermark)
+
+
+def store_many(
+    engine: Engine, rules: Rules, arrivals: Sequence[Arrival]
+) -> tuple[list[Received], int]:
+    """:func:`store_messages` in a transaction of its own, the only event writer while it
+    lasts; returns what was stored and a :func:`~plait.collect.event_store.committed_seq`
+    that covers it, so routing need not wait for other writers to learn one."""
     with write(engine) as conn:
-        stored = store_messages(conn, rules, arrivals)
+        hold_writers(conn)
+        return store_messages(conn, rules, arrivals), newest_seq(conn)
+
+
+def route_stored(
+    engine: Engine, settings: Settings, stored: Sequence[Received], watermark: int
+) -> list[Received]:
+    """Route the messages :func:`store_many` stored (duplicates are left as they are)."""
     new = [received.message_id for received in stored if not received.duplicate]
-    routed = route_pending(engine, settings, only=new)
+    routed = route_pending(engine, settings, only=new, watermark=watermark)
     if len(routed) < len(new):  # another router (the delivery worker's sweep) came first
         with read(engine) as conn:
             placed = conn.execute(
@@ -108,28 +124,44 @@ def receive_many(
     ]
 
 
+Placed = tuple[Received, int]
+"""A stored message and the watermark its group was stored under."""
+
+
 class Receiver:
-    """The server's inbound writer: concurrent webhooks' messages are stored and routed
-    together (:func:`receive_many` over every message waiting at that moment), and each
-    request is answered once its message is committed and routed."""
+    """The server's inbound writer, in two stages with a writer thread each: concurrent
+    webhooks' messages are stored together (:func:`store_many` over every message waiting
+    at that moment), then routed together (:func:`route_stored`), and each request is
+    answered once its message is committed and routed. The stages overlap: one group is
+    stored while the one before it is routed."""
 
     def __init__(self, engine: Engine, settings: Settings, rules: Rules) -> None:
-        self._worker: GroupWorker[Arrival, Received] = GroupWorker(
-            partial(receive_many, engine, settings, rules), name="plait-inbound", max_size=200
-        )
+        def store(arrivals: Sequence[Arrival]) -> list[Placed]:
+            stored, watermark = store_many(engine, rules, arrivals)
+            return [(received, watermark) for received in stored]
+
+        def route(placed: Sequence[Placed]) -> list[Received]:
+            watermark = max(watermark for _received, watermark in placed)
+            return route_stored(engine, settings, [received for received, _ in placed], watermark)
+
+        self._storing = GroupWorker(store, name="plait-inbound-store", max_size=200)
+        self._routing = GroupWorker(route, name="plait-inbound-route", max_size=1000)
 
     def receive(self, inbox: Inbox, inbound: Inbound) -> Received:
         """Store and route one message (see :func:`receive`), sharing the transactions."""
         check_inbound(inbound)
-        return self._worker.submit((inbox, inbound))
+        placed = self._storing.submit((inbox, inbound))
+        return placed[0] if placed[0].duplicate else self._routing.submit(placed)
 
     async def receive_async(self, inbox: Inbox, inbound: Inbound) -> Received:
         """:meth:`receive` for the event loop (a webhook need not hold a thread to wait)."""
         check_inbound(inbound)
-        return await self._worker.submit_async((inbox, inbound))
+        placed = await self._storing.submit_async((inbox, inbound))
+        return placed[0] if placed[0].duplicate else await self._routing.submit_async(placed)
 
     def close(self) -> None:
-        self._worker.close()
+        self._storing.close()
+        self._routing.close()
 
 
 def store_message(

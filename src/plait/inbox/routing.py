@@ -43,11 +43,17 @@ def lock_routing(conn: Connection) -> None:
 
 
 def route_pending(
-    engine: Engine, settings: Settings, *, only: Sequence[UUID] | None = None, limit: int = 1000
+    engine: Engine,
+    settings: Settings,
+    *,
+    only: Sequence[UUID] | None = None,
+    limit: int = 1000,
+    watermark: int | None = None,
 ) -> dict[UUID, UUID]:
     """Route inbound messages not yet in a conversation (just ``only``, if given); returns
     each routed message's conversation. The messages' events are resolved first, the last
-    of them in the one transaction that routes every message."""
+    of them in the one transaction that routes every message: every event up to
+    ``watermark``, a :func:`committed_seq` that covers them (learnt if not given)."""
     if only is None:
         unrouted = sa.select(messages.c.id).where(
             messages.c.direction == "in", messages.c.conversation_id.is_(None)
@@ -57,7 +63,8 @@ def route_pending(
                 return {}
     elif not only:
         return {}
-    watermark = committed_seq(engine)
+    if watermark is None:
+        watermark = committed_seq(engine)
     while True:
         with write(engine) as conn:
             if resolve_step(conn, settings, watermark, chunk_events=RESOLVE_CHUNK_EVENTS):
