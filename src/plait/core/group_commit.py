@@ -12,8 +12,8 @@ import asyncio
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from typing import Generic, TypeVar
+from concurrent.futures import Future, InvalidStateError
+from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
@@ -86,14 +86,28 @@ class GroupWorker(Generic[Item, Outcome]):
             outcomes = self._work([item for item, _done in group])
         except Exception as exc:
             if len(group) == 1:
-                group[0][1].set_exception(exc)
+                _settle(group[0][1], exception=exc)
                 return
             for waiting in group:
                 self._finish([waiting])
             return
         except BaseException as exc:  # every waiter must hear of the failure
             for _item, done in group:
-                done.set_exception(exc)
+                _settle(done, exception=exc)
             raise
         for (_item, done), outcome in zip(group, outcomes, strict=True):
+            _settle(done, outcome)
+
+
+def _settle(
+    done: Future[Any], outcome: Any = None, *, exception: BaseException | None = None
+) -> None:
+    """Give a waiter its outcome, unless it stopped waiting (a cancelled request): the work
+    is done either way, and the writer thread must live on."""
+    try:
+        if exception is not None:
+            done.set_exception(exception)
+        else:
             done.set_result(outcome)
+    except InvalidStateError:
+        pass
