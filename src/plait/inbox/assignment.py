@@ -41,34 +41,35 @@ class Rotation:
         self.conn = conn
         self._next_stamp = now
         self._assigned: dict[UUID, datetime] = {}
-        candidates = (
-            sa.select(agents.c.user_id, agents.c.capacity, agents.c.last_assigned_at, users.c.email)
-            .join(users, users.c.id == agents.c.user_id)
-            .where(agents.c.available.is_(True), users.c.disabled_at.is_(None))
-        )
-        self._agents = {row.user_id: row._asdict() for row in conn.execute(candidates)}
-        for agent in self._agents.values():
-            agent["load"], agent["teams"] = 0, set()
-        if not self._agents:
-            return
-        ids = list(self._agents)
-        loads = conn.execute(
-            sa.select(conversations.c.assignee_id, sa.func.count())
+        load = (
+            sa.select(sa.func.count())
             .where(
-                conversations.c.assignee_id.in_(ids),
+                conversations.c.assignee_id == agents.c.user_id,
                 conversations.c.status.in_(ACTIVE_STATUSES),
             )
-            .group_by(conversations.c.assignee_id)
+            .scalar_subquery()
         )
-        for user_id, load in loads:
-            self._agents[user_id]["load"] = load
-        teams = conn.execute(
-            sa.select(team_members.c.user_id, team_members.c.team_id).where(
-                team_members.c.user_id.in_(ids)
+        candidates = (  # one row per agent and team (team None if in none)
+            sa.select(
+                agents.c.user_id,
+                agents.c.capacity,
+                agents.c.last_assigned_at,
+                users.c.email,
+                load.label("load"),
+                team_members.c.team_id,
             )
+            .join(users, users.c.id == agents.c.user_id)
+            .outerjoin(team_members, team_members.c.user_id == agents.c.user_id)
+            .where(agents.c.available.is_(True), users.c.disabled_at.is_(None))
         )
-        for user_id, team in teams:
-            self._agents[user_id]["teams"].add(team)
+        self._agents: dict[UUID, dict[str, Any]] = {}
+        for row in conn.execute(candidates):
+            agent = self._agents.get(row.user_id)
+            if agent is None:
+                agent = self._agents[row.user_id] = {**row._asdict(), "teams": set()}
+                del agent["team_id"]
+            if row.team_id is not None:
+                agent["teams"].add(row.team_id)
 
     def pick(self, team_id: UUID | None) -> UUID | None:
         """The next agent for a new conversation of ``team_id``'s inbox, counted as assigned."""
