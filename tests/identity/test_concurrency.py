@@ -88,9 +88,7 @@ def test_concurrent_resolvers_build_the_same_graph_as_one(
     assert [process.wait(timeout=180) for process in resolvers] == [0, 0, 0, 0]
 
     with engine.connect() as conn:
-        rows = resolvable(
-            conn.execute(sa.select(*RESOLVE_COLUMNS).order_by(events.c.seq)).mappings()
-        )
+        rows = resolvable(conn.execute(sa.select(*RESOLVE_COLUMNS).order_by(events.c.seq)))
         stored_profiles = conn.execute(
             sa.select(profiles.c.id, profiles.c.root_id, profiles.c.parent_id)
         ).all()

@@ -401,6 +401,18 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def among(
+    column: sa.ColumnElement[Any], values: Iterable[Any], dialect: str
+) -> sa.ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(array)``, one parameter whatever the
+    number of values, so the statement's text stays the same and the driver parses it once
+    (an ``IN`` list is written out afresh for every count)."""
+    if dialect == "postgresql":
+        array = sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
+        return column == sa.any_(array)
+    return column.in_(list(values))
+
+
 def chunks(values: Iterable[Any], size: int = 2000) -> Iterator[list[Any]]:
     """``values`` in lists of at most ``size``: how long ``IN`` lists are sent."""
     batch: list[Any] = []

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from plait.core.clock import isoformat
-from plait.core.db import JSONValue, UTCDateTime, metadata
+from plait.core.db import JSONValue, UTCDateTime, among, metadata
 from plait.core.errors import NotFound
 
 profiles = sa.Table(
@@ -220,7 +220,7 @@ def list_refusals(
     return page, page[-1]["id"] if len(rows) > limit else None
 
 
-def identifier_filter(pairs: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool]:
+def identifier_filter(pairs: Iterable[tuple[str, str]], dialect: str) -> sa.ColumnElement[bool]:
     """``identities`` rows matching any of ``pairs``, written per kind so that both databases
     search the primary key (SQLite scans the table for a row-value ``IN`` list)."""
     by_kind: dict[str, list[str]] = {}
@@ -229,7 +229,7 @@ def identifier_filter(pairs: Iterable[tuple[str, str]]) -> sa.ColumnElement[bool
     return sa.or_(
         sa.false(),
         *(
-            sa.and_(identities.c.kind == kind, identities.c.value.in_(values))
+            sa.and_(identities.c.kind == kind, among(identities.c.value, values, dialect))
             for kind, values in sorted(by_kind.items())
         ),
     )

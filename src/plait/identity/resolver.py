@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
-from plait.core.db import chunks, insert_rows, write
+from plait.core.db import among, chunks, insert_rows, write
 from plait.core.ids import uuid7
 from plait.identity.graph import (
     bump_version,
@@ -118,7 +118,7 @@ def resolve_chunk(
             .where(events.c.seq > start, events.c.seq <= watermark)
             .order_by(events.c.seq)
             .limit(size)
-        ).mappings()
+        )
     )
     if not rows:
         return ResolveReport(), 0
@@ -129,11 +129,14 @@ def resolve_chunk(
     return done, len(rows)
 
 
-def resolvable(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows of ``RESOLVE_COLUMNS`` as events with the ``context`` they were read with."""
+def resolvable(result: sa.Result[Any]) -> list[dict[str, Any]]:
+    """A query's rows of ``RESOLVE_COLUMNS`` as events with the ``context`` they were read
+    with (fetched at once and zipped with the column names: a row mapping per row costs more
+    than the resolving it is for)."""
+    keys = list(result.keys())
     found = []
-    for row in rows:
-        event = dict(row)
+    for values in result.all():
+        event = dict(zip(keys, values, strict=True))
         event["context"] = {
             "traits": event.pop("context_traits"),
             "externalIds": event.pop("context_external_ids"),
@@ -243,7 +246,7 @@ def load_state(conn: Connection, rules: IdentityRules, wanted: Iterable[Identifi
                 identities.c.kind, identities.c.value, identities.c.profile_id, profiles.c.root_id
             )
             .join(profiles, profiles.c.id == identities.c.profile_id)
-            .where(identifier_filter(pairs))
+            .where(identifier_filter(pairs, conn.dialect.name))
         )
         for kind, value, profile_id, root_id in conn.execute(query):
             home[(kind, value)] = profile_id
@@ -265,7 +268,7 @@ def root_counts(
             sa.select(profiles.c.root_id, identities.c.kind, sa.func.count())
             .join(profiles, profiles.c.id == identities.c.profile_id)
             .where(
-                profiles.c.root_id.in_(chunk),
+                among(profiles.c.root_id, chunk, conn.dialect.name),
                 # Not an index condition: the walk must go root_id -> profile_id, not
                 # through every e-mail and phone of the graph by kind.
                 identities.c.kind.concat("").in_(limited),

@@ -72,7 +72,7 @@ def search(
     by_identifier = (
         sa.select(profiles.c.root_id)
         .join(identities, identities.c.profile_id == profiles.c.id)
-        .where(identifier_filter(pairs))
+        .where(identifier_filter(pairs, conn.dialect.name))
     )
     prefix = escape_like(text.lower()) + "%"
     by_name = sa.select(profiles.c.root_id).where(

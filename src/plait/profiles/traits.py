@@ -16,7 +16,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from plait.core.db import chunks
+from plait.core.db import among, chunks
 from plait.core.settings import ProfileSettings
 from plait.identity.graph import profiles
 
@@ -138,7 +138,7 @@ def apply_traits(
                 profiles.c.first_seen,
                 profiles.c.last_seen,
                 profiles.c.name,
-            ).where(profiles.c.id.in_(chunk))
+            ).where(among(profiles.c.id, chunk, conn.dialect.name))
         )
     }
     updates = []
