@@ -46,14 +46,15 @@ RESOLVE_COLUMNS = (
     events.c.anonymous_id,
     events.c.previous_id,
     events.c.traits,
+    events.c.identity_kind,
+    events.c.identity_value,
     events.c.context["traits"].label("context_traits"),
     events.c.context["externalIds"].label("context_external_ids"),
     events.c.context[("device", "id")].label("context_device_id"),
-    events.c.identity_kind,
-    events.c.identity_value,
 )
 """What resolving reads of an event: of its ``context`` only the parts that carry identifiers
-and traits (the rest, page, user agent and campaign, is most of its bytes)."""
+and traits (the rest, page, user agent and campaign, is most of its bytes). Those parts come
+last (:func:`resolvable` relies on it)."""
 
 ChunkHook = Callable[[Connection, Sequence[Mapping[str, Any]], Mapping[int, UUID]], None]
 """Called in the resolving transaction with the chunk's events and each event's home
@@ -133,14 +134,14 @@ def resolvable(result: sa.Result[Any]) -> list[dict[str, Any]]:
     """A query's rows of ``RESOLVE_COLUMNS`` as events with the ``context`` they were read
     with (fetched at once and zipped with the column names: a row mapping per row costs more
     than the resolving it is for)."""
-    keys = list(result.keys())
+    keys = list(result.keys())[:-3]  # the last three are the parts of the context
     found = []
     for values in result.all():
-        event = dict(zip(keys, values, strict=True))
+        event = dict(zip(keys, values, strict=False))
         event["context"] = {
-            "traits": event.pop("context_traits"),
-            "externalIds": event.pop("context_external_ids"),
-            "device": {"id": event.pop("context_device_id")},
+            "traits": values[-3],
+            "externalIds": values[-2],
+            "device": {"id": values[-1]},
         }
         found.append(event)
     return found
