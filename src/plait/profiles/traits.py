@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -165,32 +164,6 @@ def apply_traits(
                 "b_search": name.lower() if name else None,
             }
         )
-    if conn.dialect.name == "postgresql":  # one statement, not one per profile
-        conn.exec_driver_sql(
-            "UPDATE profiles SET traits = v.traits::jsonb, first_seen = v.first_seen, "
-            "last_seen = v.last_seen, name = v.name, search_name = v.search_name "
-            "FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::timestamptz[], "
-            "%s::text[], %s::text[]) AS v(id, traits, first_seen, last_seen, name, search_name) "
-            "WHERE profiles.id = v.id",
-            tuple(
-                list(column)
-                for column in zip(
-                    *(
-                        (
-                            u["b_id"],
-                            orjson.dumps(u["b_traits"]).decode(),
-                            u["b_first"],
-                            u["b_last"],
-                            u["b_name"],
-                            u["b_search"],
-                        )
-                        for u in updates
-                    ),
-                    strict=True,
-                )
-            ),
-        )
-        return
     conn.execute(
         profiles.update()
         .where(profiles.c.id == sa.bindparam("b_id"))
