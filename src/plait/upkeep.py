@@ -22,7 +22,7 @@ from plait.core.clock import utcnow
 from plait.core.db import analyze, checkpoint, get_engine, write
 from plait.core.settings import Settings
 from plait.identity.identity_map import export_identity_map
-from plait.profiles.pipeline import resolve
+from plait.profiles.pipeline import SERVING_CHUNK_EVENTS, resolve
 from plait.web.login import purge_login_failures
 from plait.web.sessions import purge_sessions
 
@@ -30,10 +30,6 @@ log = logging.getLogger("plait.upkeep")
 
 ANALYZE_SECONDS = 600
 """How often SQLite's planner statistics are refreshed (PostgreSQL's autovacuum does it)."""
-SERVING_CHUNK_EVENTS = 500
-"""Events the server's resolver takes per write transaction: short ones (tens of ms), so
-ingestion's commits seldom wait behind it (SQLite has one writer; on PostgreSQL the graph
-lock is held as long). 5,000 per transaction cut ingest throughput under load by a quarter."""
 
 
 def run_upkeep(settings: Settings, parent_pid: int) -> None:

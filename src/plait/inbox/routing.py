@@ -27,10 +27,7 @@ from plait.identity.graph import identities, profiles
 from plait.inbox.assignment import Rotation
 from plait.inbox.schema import conversations, inboxes, messages
 from plait.inbox.sla import deadline
-from plait.profiles.pipeline import resolve_step
-
-RESOLVE_CHUNK_EVENTS = 500
-"""Events resolved per transaction before routing (as the server's resolver takes them)."""
+from plait.profiles.pipeline import SERVING_CHUNK_EVENTS, resolve_step
 
 ROUTING_LOCK = 0x504C414954_03
 """PostgreSQL advisory lock held while routing, so two messages from one customer arriving
@@ -67,7 +64,7 @@ def route_pending(
         watermark = committed_seq(engine)
     while True:
         with write(engine) as conn:
-            if resolve_step(conn, settings, watermark, chunk_events=RESOLVE_CHUNK_EVENTS):
+            if resolve_step(conn, settings, watermark, chunk_events=SERVING_CHUNK_EVENTS):
                 lock_routing(conn)
                 return _route(conn, settings, only, limit)
         # a backlog: resolved a chunk per transaction, the last one in the routing one
