@@ -51,7 +51,8 @@ How to run
 
     PostgreSQL: ``--pg-admin-url`` (default ``$PLAIT_BENCH_PG_URL`` or
     postgresql+psycopg://postgres@127.0.0.1:5432/postgres) must be allowed to
-    ``CREATE DATABASE``; a database ``plait_bench_identity_<random>`` is created and dropped.
+    ``CREATE DATABASE``; a database ``plait_bench_identity_<random>`` is created and dropped
+    (kept with ``--keep-home``).
     SQLite: a fresh file database in a temporary directory (``--keep-home`` keeps it).
     Results are printed as a table and written as JSON to ``--json-out``
     (bench/results/identity.json by default; bench/results/ is git-ignored).
@@ -788,7 +789,9 @@ def run_once(args: argparse.Namespace, database: str, population: Any, log: Any)
     finally:
         if engine is not None:
             engine.dispose()
-        if pg_name is not None:
+        if pg_name is not None and args.keep_home:
+            log(f"  PostgreSQL database {pg_name} kept")
+        elif pg_name is not None:
             try:
                 drop_pg_database(args.pg_admin_url, pg_name)
             except Exception as exc:
@@ -895,7 +898,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN_URL)
     parser.add_argument("--seed", type=int, default=20240601)
-    parser.add_argument("--keep-home", action="store_true", help="keep the SQLite directory")
+    parser.add_argument(
+        "--keep-home",
+        action="store_true",
+        help="keep the data directory and the PostgreSQL database (to measure them again)",
+    )
     args = parser.parse_args(argv)
     args.databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     unknown = set(args.databases) - {"sqlite", "postgresql"}
