@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
 from plait.core.db import among, chunks, insert_rows, write
+from plait.core.garbage import collector_paused
 from plait.core.ids import uuid7
 from plait.identity.graph import (
     bump_version,
@@ -109,6 +110,17 @@ def resolve_chunk(
     """Resolve, in ``conn``'s write transaction, up to ``size`` of the events after the last
     resolved one and at or below ``watermark`` (a :func:`committed_seq`); returns what was
     done and how many events were read (fewer than ``size``: caught up with ``watermark``)."""
+    with collector_paused():
+        return _resolve_chunk(conn, rules, watermark, size, on_chunk)
+
+
+def _resolve_chunk(
+    conn: Connection,
+    rules: IdentityRules,
+    watermark: int,
+    size: int,
+    on_chunk: ChunkHook | None,
+) -> tuple[ResolveReport, int]:
     lock_graph(conn)
     start = progress(conn)["resolved_seq"]
     if start >= watermark:
