@@ -10,7 +10,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.core.settings import Settings
 from plait.identity.identifiers import identity_rules
-from plait.identity.resolver import ResolveReport, resolve_chunk, resolve_pending
+from plait.identity.resolver import (
+    BACKLOG_CHUNK_EVENTS,
+    ResolveReport,
+    resolve_chunk,
+    resolve_pending,
+)
 from plait.profiles.traits import apply_traits
 
 SERVING_CHUNK_EVENTS = 500
@@ -25,7 +30,7 @@ def resolve(
     settings: Settings,
     *,
     max_events: int | None = None,
-    chunk_events: int = 5000,
+    chunk_events: int = BACKLOG_CHUNK_EVENTS,
     on_progress: Callable[[int], None] = lambda _n: None,
 ) -> ResolveReport:
     """Resolve every event not yet in a profile; safe to call from any process at any time.
