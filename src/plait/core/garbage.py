@@ -3,8 +3,8 @@
 Resolving a chunk of events allocates tens of thousands of short-lived dicts and lists that
 hold no reference cycles: reference counting frees them. Yet the cyclic collector, triggered
 by allocation counts, keeps scanning them, and in its full passes every long-lived object of
-the process as well: a third of the resolver's CPU. Pausing it for a chunk, and freezing what
-a server holds from its start, removes that cost without changing what is freed.
+the process as well: a third of the resolver's CPU. Pausing it for a chunk removes that cost
+without changing what is freed.
 """
 
 from __future__ import annotations
@@ -37,10 +37,3 @@ def collector_paused() -> Iterator[None]:
             _pausers -= 1
             if _pausers == 0 and _resume:
                 gc.enable()
-
-
-def freeze_startup_objects() -> None:
-    """Move every object alive now (modules, classes, the app) out of the collector's sight,
-    so a long-running process's full collections scan only what it allocated since."""
-    gc.collect()
-    gc.freeze()

@@ -46,7 +46,11 @@ def resolve(
 
 
 def resolve_step(
-    conn: Connection, settings: Settings, watermark: int, *, chunk_events: int = 5000
+    conn: Connection,
+    settings: Settings,
+    watermark: int,
+    *,
+    chunk_events: int = SERVING_CHUNK_EVENTS,
 ) -> bool:
     """One chunk of :func:`resolve` in ``conn``'s write transaction, for a writer that needs
     events resolved before it goes on in the same transaction (routing an inbound message
