@@ -1,7 +1,8 @@
 """Background upkeep, run by ``plait serve`` in a process of its own: resolve new events
 into profiles every second, replicate them to the lake and export the identity map every
-few seconds, forget message ids older than the de-duplication window, and (SQLite)
-checkpoint the write-ahead log every second.
+few seconds, fold them into the analytics' kept history every minute, forget message ids
+older than the de-duplication window, and (SQLite) checkpoint the write-ahead log every
+second.
 
 A separate process keeps this work off the request path (and off the request path's
 interpreter lock); it stops when the server that started it is gone."""
@@ -16,6 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy.engine import Engine
 
+from plait.analytics.history import keep_history
 from plait.collect.event_store import prune_seen
 from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
@@ -46,7 +48,7 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
         name="plait-resolve",
         daemon=True,
     ).start()
-    analyzed = 0.0
+    analyzed = refreshed = 0.0
     while os.getppid() == parent_pid:
         if engine.dialect.name == "sqlite" and time.monotonic() - analyzed > ANALYZE_SECONDS:
             try:
@@ -58,6 +60,12 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
             upkeep_once(engine, settings)
         except Exception:
             log.exception("upkeep failed; retrying in %s s", interval)
+        if time.monotonic() - refreshed >= settings.server.history_refresh_interval_seconds:
+            try:
+                keep_history(engine, settings)
+            except Exception:
+                log.exception("refreshing the kept history failed")
+            refreshed = time.monotonic()
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and os.getppid() == parent_pid:
             time.sleep(min(0.5, interval))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from analytics_world import build_world
+from analytics_world import build_world, identify, track
 from pandas.testing import assert_frame_equal
 
 from plait.analytics import (
@@ -25,7 +25,10 @@ from plait.analytics import (
     transitions,
 )
 from plait.analytics.engine import spark_session
+from plait.analytics.history import keep_history
 from plait.core.settings import Settings
+from plait.profiles.pipeline import resolve
+from plait.upkeep import upkeep_once
 
 MARCH = period("2026-03-01", "2026-03-06")  # the period of the world in analytics_world.py
 
@@ -98,3 +101,25 @@ def test_path_data_is_equal_on_duckdb_and_spark(spark) -> None:
         data, settings=settings, con=connect(settings, "pyspark", session=spark)
     )
     same(duck, sparky, ["channel"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_kept_history_with_what_changed_since_is_read_the_same_on_spark(
+    world: Settings, engine: sa.Engine, send_events, spark
+) -> None:
+    keep_history(engine, world)
+    dee = {"anonymousId": "dee-1"}
+    send_events(  # Dee signs up, then turns out to be Ann: new events and a merge
+        track(dee, "2026-03-05T08:02:00Z", "Signed Up"),
+        identify({**dee, "userId": "ann"}, "2026-03-05T08:03:00Z"),
+    )
+    resolve(engine, world)
+    upkeep_once(engine, world)
+    duck, sparky = connect(world), connect(world, "pyspark", session=spark)
+    for model in ("last_touch", "linear"):
+        same(
+            channel_report(world, MARCH, model, con=duck),
+            channel_report(world, MARCH, model, con=sparky),
+            ["channel"],
+        )
+    same(funnel(world, MARCH, con=duck), funnel(world, MARCH, con=sparky), ["channel"])

@@ -103,7 +103,11 @@ def test_reports_on_a_workspace_are_the_reports_alone(world: Settings, span: Per
 def test_a_workspace_reads_the_lake_once(world: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     reads = []
     real = inputs_module.history
-    monkeypatch.setattr(inputs_module, "history", lambda *args: reads.append(args) or real(*args))
+    monkeypatch.setattr(
+        inputs_module,
+        "history",
+        lambda *args, **options: reads.append(args) or real(*args, **options),
+    )
     workspace = Workspace(world)
     for span in PERIODS:
         workspace.run(channel_report, span, "markov")

@@ -212,9 +212,12 @@ def _prepare(
         raise InvalidInput(f"unknown backend {backend!r}; use duckdb or pyspark", field="backend")
     settings = with_options(get_settings(), **options)
     if refresh:
+        from plait.analytics.history import keep_history
         from plait.upkeep import upkeep_once
 
-        upkeep_once(open_database(settings), settings)
+        engine = open_database(settings)
+        upkeep_once(engine, settings)
+        keep_history(engine, settings)
     return settings, span
 
 

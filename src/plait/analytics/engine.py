@@ -3,6 +3,7 @@ by DuckDB in-process by default or by Spark (local or a cluster) with the same c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 import ibis
@@ -96,27 +97,54 @@ def release(con: BaseBackend, table: ibis.Table) -> None:
         con.drop_table(table.op().name, force=True)
 
 
-def lake_events(con: BaseBackend, settings: Settings) -> ibis.Table:
-    """Every event in the lake, with the columns analytics read."""
+def event_files(settings: Settings) -> dict[str, tuple[int, int]]:
+    """The lake's event files (paths relative to the lake) with their size and modification
+    time in nanoseconds."""
     filesystem, root = lake_filesystem(settings.lake)
-    directory = f"{root.rstrip('/')}/events"
-    selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
-    if not any(info.path.endswith(".parquet") for info in filesystem.get_file_info(selector)):
+    base = f"{root.rstrip('/')}/"
+    selector = pafs.FileSelector(f"{base}events", recursive=True, allow_not_found=True)
+    return {
+        info.path[len(base) :]: (info.size, info.mtime_ns)
+        for info in filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.File and info.path.endswith(".parquet")
+    }
+
+
+def lake_events(
+    con: BaseBackend, settings: Settings, files: Iterable[str] | None = None
+) -> ibis.Table:
+    """Every event in the lake, with the columns analytics read; on DuckDB, only those of
+    ``files`` (from ``event_files``) when given, so several reads see the same events."""
+    _, root = lake_filesystem(settings.lake)
+    files = sorted(event_files(settings) if files is None else files)
+    if not files:
         return ibis.memtable(LAKE_SCHEMA.empty_table().select(list(EVENT_COLUMNS)))
     if con.name == "duckdb":
-        table = con.read_parquet(f"{directory}/*/*.parquet", hive_partitioning=True)
+        paths = [f"{root.rstrip('/')}/{name}" for name in files]
+        table = con.read_parquet(paths, hive_partitioning=True)
     else:
-        table = con.read_parquet(directory)
+        table = con.read_parquet(f"{root.rstrip('/')}/events")
     return table.select(*EVENT_COLUMNS)
+
+
+def identity_map_path(settings: Settings) -> str:
+    """Where the identity map is (see ``identity.identity_map``)."""
+    _, root = lake_filesystem(settings.lake)
+    return f"{root.rstrip('/')}/{IDENTITY_MAP_PATH}"
 
 
 def identity_map(con: BaseBackend, settings: Settings) -> ibis.Table:
     """Each identifier and the customer it belongs to now (see ``identity.identity_map``)."""
-    filesystem, root = lake_filesystem(settings.lake)
-    path = f"{root.rstrip('/')}/{IDENTITY_MAP_PATH}"
+    filesystem, _ = lake_filesystem(settings.lake)
+    path = identity_map_path(settings)
     if filesystem.get_file_info(path).type != pafs.FileType.File:
         return ibis.memtable(IDENTITY_MAP_SCHEMA.empty_table())
     return con.read_parquet(path)
+
+
+def anchor_customer(kind: ibis.StringValue, value: ibis.StringValue) -> ibis.StringValue:
+    """The customer an identifier stands for while the map does not know it."""
+    return kind.concat(":", value)
 
 
 def customer_events(events: ibis.Table, identities: ibis.Table) -> ibis.Table:
@@ -127,7 +155,7 @@ def customer_events(events: ibis.Table, identities: ibis.Table) -> ibis.Table:
         mapped,
         [events.identity_kind == mapped.map_kind, events.identity_value == mapped.map_value],
     )
-    anchor = joined.identity_kind.concat(":", joined.identity_value)
+    anchor = anchor_customer(joined.identity_kind, joined.identity_value)
     return joined.mutate(
         customer_id=ibis.cases(
             (joined.customer_id.notnull(), joined.customer_id),

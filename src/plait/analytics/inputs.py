@@ -1,5 +1,5 @@
 """What every report starts from: the lake's *history* (each customer's sessions and
-conversions, read once through the identity map) and, for a period, the part of it the
+conversions, kept beside the lake: ``analytics.history``) and, for a period, the part of it the
 reports read and the journeys built from it. A ``Workspace`` keeps all of this on one DuckDB
 connection for one state of the lake, identity map and settings, so the reports run on it
 (those of a page, and of every page until the data changes) share the work."""
@@ -11,22 +11,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import ibis
 import pandas as pd
 from ibis.backends import BaseBackend
 
-from plait.analytics.conversions import conversions, is_conversion, milestones
-from plait.analytics.engine import (
-    connect,
-    customer_events,
-    identity_map,
-    lake_events,
-    materialize,
-    release,
-)
+from plait.analytics.conversions import milestones
+from plait.analytics.engine import connect, materialize, release
+from plait.analytics.history import History
+from plait.analytics.history import read_history as history
 from plait.analytics.journeys import (
     as_of,
     conversion_journeys,
@@ -34,40 +29,11 @@ from plait.analytics.journeys import (
     period_journeys,
 )
 from plait.analytics.period import Period
-from plait.analytics.sessions import is_touch, sessions, touch_rows
 from plait.core.settings import Settings
 
 CHAIN_COLUMNS = ("journey_id", "kind", "channel", "pos", "n", "conversions", "nulls", "value")
 MAX_TABLES = 32
 """Tables of a period's journeys a workspace keeps (the least recently used are dropped)."""
-
-
-@dataclass(frozen=True)
-class History:
-    """Every session and conversion in the lake, each under the customer it belongs to now."""
-
-    sessions: ibis.Table
-    conversions: ibis.Table
-
-
-def history(settings: Settings, con: BaseBackend, until: datetime | None = None) -> History:
-    """The lake's sessions and conversions (before ``until``, if given), from one read of
-    the lake and identity map. Only touches and conversions are joined to the identity map;
-    sessions over the whole history give each customer's original channel as well."""
-    rules = settings.analytics
-    lake = lake_events(con, settings)
-    if until is not None:
-        lake = lake.filter(lake.timestamp < until)
-    relevant = lake.filter(is_touch(lake, rules) | is_conversion(lake, settings))
-    events = materialize(con, customer_events(relevant, identity_map(con, settings)))
-    found = History(
-        sessions=materialize(con, sessions(touch_rows(events, rules), rules)),
-        conversions=materialize(
-            con, conversions(events.filter(is_conversion(events, settings)), settings)
-        ),
-    )
-    release(con, events)
-    return found
 
 
 @dataclass(frozen=True)
@@ -229,7 +195,7 @@ class Workspace:
                 self.con.raw_sql(f"SET threads = {int(threads)}")
             try:
                 if self._history is None:
-                    past = history(self.settings, self.con)
+                    past = history(self.settings, self.con, materialized=True)
                     self._journeys = self._journeys_of(past)
                     self._keep(past)
                 self.journeys()
@@ -241,7 +207,7 @@ class Workspace:
         """The lake's history, read on first use."""
         with self._lock:
             if self._history is None:
-                self._keep(history(self.settings, self.con))
+                self._keep(history(self.settings, self.con, materialized=True))
             assert self._history is not None
             return self._history
 

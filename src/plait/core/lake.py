@@ -82,6 +82,17 @@ def dataset_path(location: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
+HISTORY_DATASET = "history"
+"""The customers' sessions and conversions analytics derive from the events and keep
+(``analytics.history``): personal data too, so an erasure drops it with the events."""
+
+
+def remove_dataset(location: str, name: str) -> None:
+    """Delete a dataset of the lake (``history``) and every file in it."""
+    filesystem, root = lake_filesystem(location)
+    filesystem.delete_dir_contents(f"{root.rstrip('/')}/{name}", missing_dir_ok=True)
+
+
 def remove_rows(location: str, directory: str, column: str, values: list[str]) -> int:
     """Rewrite the files under ``directory`` (relative to the lake) without the rows whose
     ``column`` is in ``values``; returns how many rows were removed. Each file is replaced

@@ -37,6 +37,9 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8400, gt=0, lt=65536)
     lake_sync_interval_seconds: float = Field(5, gt=0)
+    history_refresh_interval_seconds: float = Field(60, ge=0)
+    """How often the kept history (``analytics.history``) takes in the lake's changes; reports
+    recompute what changed since, so this trades report speed against background work."""
     public_url: str | None = None
     session_hours: float = Field(12, gt=0)
     """How long a dashboard sign-in lasts."""

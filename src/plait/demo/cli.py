@@ -24,6 +24,7 @@ def demo_command(
 ) -> None:
     """Build a realistic omnichannel demo world, then start the server."""
     from plait.analytics import channel_report, period
+    from plait.analytics.history import keep_history
     from plait.collect.replication import sync_lake
     from plait.demo.build import build_demo, reset_demo_admin
     from plait.demo.inbox import demo_inbox_summary, seed_demo_inbox
@@ -55,6 +56,7 @@ def demo_command(
         resolved = resolve(engine, settings, on_progress=lambda n: progress.advance(task, n))
     lake = sync_lake(engine, settings)
     export_identity_map(engine, settings)
+    keep_history(engine, settings)
     suggested = suggest(engine)
     seed_demo_inbox(engine, settings)
     analyze(engine)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from plait.collect.event_store import EventFilter, events, rejected_events
 from plait.core.db import chunks, escape_like, exclusive_job, write
 from plait.core.errors import Conflict
-from plait.core.lake import remove_rows
+from plait.core.lake import HISTORY_DATASET, remove_dataset, remove_rows
 from plait.core.settings import Settings
 from plait.identity.graph import (
     bump_version,
@@ -146,17 +146,20 @@ def _erase_rejected(conn: Connection, values: Sequence[str]) -> int:
 def _erase_from_lake(
     engine: Engine, settings: Settings, event_ids: list[str], days: list[str]
 ) -> int:
-    """Rewrite the affected day partitions without the erased events, while no sync runs."""
+    """Rewrite the affected day partitions without the erased events, while no sync runs,
+    and drop the history analytics derived from them."""
     if not event_ids:
         return 0
     deadline = time.monotonic() + LAKE_LOCK_WAIT_SECONDS
     while True:
         with exclusive_job(engine, "lake-sync") as running:
             if running:
-                return sum(
+                removed = sum(
                     remove_rows(settings.lake, f"events/date={day}", "id", event_ids)
                     for day in days
                 )
+                remove_dataset(settings.lake, HISTORY_DATASET)  # derived again without them
+                return removed
         if time.monotonic() > deadline:
             raise Conflict("the lake stayed busy; erased from the database but not the lake")
         time.sleep(0.2)
