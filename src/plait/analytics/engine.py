@@ -49,6 +49,7 @@ def connect(
         con = ibis.duckdb.connect()
         # Ibis writes array lambdas as ``x -> …``, which DuckDB 1.4+ only accepts when asked.
         con.raw_sql("SET lambda_syntax = 'ENABLE_SINGLE_ARROW'")
+        con.raw_sql("SET enable_progress_bar = false")  # no bars in servers' logs
         return con
     if backend == "pyspark":
         return ibis.pyspark.connect(session or spark_session(settings))
