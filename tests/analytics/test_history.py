@@ -15,16 +15,15 @@ from analytics_world import ANN, BOB, GOOGLE, build_world, identify, page, track
 
 from plait.analytics import channel_report, connect, funnel, paths, period, transitions
 from plait.analytics.engine import event_files, identity_map, lake_events
+from plait.analytics.history import _usable as usable
 from plait.analytics.history import (
-    HISTORY_DIR,
     derive,
     keep_history,
     read_history,
     relevant_events,
 )
-from plait.analytics.history import _usable as usable
 from plait.core.db import read, write
-from plait.core.lake import lake_filesystem
+from plait.core.lake import HISTORY_DATASET, lake_filesystem
 from plait.core.settings import Settings
 from plait.identity.graph import identities
 from plait.identity.identifiers import identity_rules
@@ -79,7 +78,7 @@ def assert_same_history(settings: Settings) -> None:
 def generations(settings: Settings) -> set[str]:
     filesystem, root = lake_filesystem(settings.lake)
     names = filesystem.get_file_info(
-        pafs.FileSelector(f"{root}/{HISTORY_DIR}", allow_not_found=True)
+        pafs.FileSelector(f"{root}/{HISTORY_DATASET}", allow_not_found=True)
     )
     return {
         info.base_name.removesuffix(".parquet").rsplit("-", 1)[-1]

@@ -15,7 +15,7 @@ from plait.analytics.catalog import BACKENDS
 from plait.collect.replication import LAKE_SCHEMA
 from plait.core.errors import InvalidInput
 from plait.core.ids import uuid7
-from plait.core.lake import lake_filesystem
+from plait.core.lake import dataset_path, lake_filesystem
 from plait.core.settings import Settings
 from plait.identity.identity_map import IDENTITY_MAP_PATH, IDENTITY_MAP_SCHEMA
 
@@ -116,22 +116,20 @@ def lake_events(
 ) -> ibis.Table:
     """Every event in the lake, with the columns analytics read; on DuckDB, only those of
     ``files`` (from ``event_files``) when given, so several reads see the same events."""
-    _, root = lake_filesystem(settings.lake)
     files = sorted(event_files(settings) if files is None else files)
     if not files:
         return ibis.memtable(LAKE_SCHEMA.empty_table().select(list(EVENT_COLUMNS)))
     if con.name == "duckdb":
-        paths = [f"{root.rstrip('/')}/{name}" for name in files]
+        paths = [dataset_path(settings.lake, name) for name in files]
         table = con.read_parquet(paths, hive_partitioning=True)
     else:
-        table = con.read_parquet(f"{root.rstrip('/')}/events")
+        table = con.read_parquet(dataset_path(settings.lake, "events"))
     return table.select(*EVENT_COLUMNS)
 
 
 def identity_map_path(settings: Settings) -> str:
     """Where the identity map is (see ``identity.identity_map``)."""
-    _, root = lake_filesystem(settings.lake)
-    return f"{root.rstrip('/')}/{IDENTITY_MAP_PATH}"
+    return dataset_path(settings.lake, IDENTITY_MAP_PATH)
 
 
 def identity_map(con: BaseBackend, settings: Settings) -> ibis.Table:

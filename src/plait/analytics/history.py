@@ -6,11 +6,12 @@ Deriving them means joining every touch to the map and sorting it by customer an
 they were written is recomputed when they are read: the customers with newer events and
 the customers whose identifiers moved in the map (a merge, a split, an identifier newly
 resolved) are derived again from all their events, and replace their kept rows, so a
-report is always as fresh as the lake. ``refresh_history`` (run by ``plait serve``'s
-upkeep after each lake sync and by ``plait lake sync``) folds those changes into the files,
-so what a report recomputes stays small. Kept history that no longer matches the lake (a
-file rewritten by an erasure, a rebuilt lake, other session or conversion rules) is not
-used, and the next refresh derives it all again."""
+report is always as fresh as the lake. ``keep_history`` (run by ``plait serve``'s upkeep
+every ``server.history_refresh_interval_seconds``, by ``plait demo`` and by reports run with
+``--refresh``) folds those changes into the files, so what a report recomputes stays small.
+Kept history that no longer matches the lake (a file rewritten by an erasure, a rebuilt
+lake, other session or conversion rules) is not used, and the next refresh derives it all
+again."""
 
 from __future__ import annotations
 
@@ -41,12 +42,11 @@ from plait.analytics.engine import (
 from plait.analytics.sessions import is_touch, sessions, touch_rows
 from plait.core.db import exclusive_job
 from plait.core.ids import uuid7
-from plait.core.lake import HISTORY_DATASET, lake_filesystem, write_parquet
+from plait.core.lake import HISTORY_DATASET, dataset_path, lake_filesystem, write_parquet
 from plait.core.settings import Settings
 from plait.identity.identity_map import IDENTITY_MAP_SCHEMA
 
-HISTORY_DIR = HISTORY_DATASET
-STATE_PATH = f"{HISTORY_DIR}/state.json"
+STATE_PATH = f"{HISTORY_DATASET}/state.json"
 FORMAT = 1
 """Bumped when what is kept changes shape; history of another format is derived again."""
 Stamp = tuple[int, int]
@@ -84,7 +84,7 @@ class Kept:
 
     def path(self, part: str) -> str:
         """Where this generation's ``sessions``, ``conversions`` or ``identity_map`` is."""
-        return f"{HISTORY_DIR}/{part}-{self.generation}.parquet"
+        return f"{HISTORY_DATASET}/{part}-{self.generation}.parquet"
 
 
 def read_history(
@@ -105,7 +105,8 @@ def read_history(
         if until is not None:
             lake = lake.filter(lake.timestamp < until)
         return derive(con, settings, lake, identity_map(con, settings))
-    found, _ = _brought_up_to_date(con, settings, kept, files, identity_map(con, settings))
+    stamp = _stamp(settings, identity_map_path(settings))
+    found, _ = _brought_up_to_date(con, settings, kept, files, stamp, identity_map(con, settings))
     found = found.before(until) if until is not None else found
     if not materialized:
         return found
@@ -129,7 +130,7 @@ def refresh_history(settings: Settings, con: BaseBackend | None = None) -> bool:
     if kept is None:
         found = derive(con, settings, relevant_events(lake, settings), identities)
     else:
-        found, changed = _brought_up_to_date(con, settings, kept, files, identities)
+        found, changed = _brought_up_to_date(con, settings, kept, files, stamp, identities)
     new = Kept(
         format=FORMAT,
         generation=uuid7().hex if changed else kept.generation,  # type: ignore[union-attr]
@@ -201,6 +202,7 @@ def _brought_up_to_date(
     settings: Settings,
     kept: Kept,
     files: dict[str, Stamp],
+    map_stamp: Stamp | None,
     identities: ibis.Table,
 ) -> tuple[History, bool]:
     """The kept history with the customers whose history changed since derived again:
@@ -215,7 +217,7 @@ def _brought_up_to_date(
     newer = lake.filter(lake.seq > kept.max_seq)
     touched = [customer_events(newer, identities).select("customer_id")]
     moved = None
-    if _stamp(settings, identity_map_path(settings)) != kept.identity_map:
+    if map_stamp != kept.identity_map:
         moved = materialize(
             con, _moved(_read_kept(con, settings, kept.path("identity_map")), identities)
         )
@@ -283,16 +285,15 @@ def _read_map(settings: Settings) -> pa.Table:
 
 
 def _read_kept(con: BaseBackend, settings: Settings, relative: str) -> ibis.Table:
-    _, root = lake_filesystem(settings.lake)
-    return con.read_parquet(f"{root.rstrip('/')}/{relative}")
+    return con.read_parquet(dataset_path(settings.lake, relative))
 
 
 def _usable(settings: Settings, files: dict[str, Stamp]) -> Kept | None:
     """The kept history's state, if it can be read against the lake as it is now: same
     format and rules, and every file it was derived from unchanged."""
-    filesystem, root = lake_filesystem(settings.lake)
+    filesystem, _ = lake_filesystem(settings.lake)
     try:
-        with filesystem.open_input_stream(f"{root.rstrip('/')}/{STATE_PATH}") as stream:
+        with filesystem.open_input_stream(dataset_path(settings.lake, STATE_PATH)) as stream:
             recorded: dict[str, Any] = json.loads(stream.read())
     except (FileNotFoundError, ValueError):
         return None
@@ -313,8 +314,8 @@ def _usable(settings: Settings, files: dict[str, Stamp]) -> Kept | None:
 
 def _write_state(settings: Settings, kept: Kept) -> None:
     """Record ``kept`` as the history to read, atomically (written aside, then renamed)."""
-    filesystem, root = lake_filesystem(settings.lake)
-    final = f"{root.rstrip('/')}/{STATE_PATH}"
+    filesystem, _ = lake_filesystem(settings.lake)
+    final = dataset_path(settings.lake, STATE_PATH)
     aside = f"{final}.{kept.generation}.tmp"
     with filesystem.open_output_stream(aside) as stream:
         stream.write(json.dumps(asdict(kept)).encode())
@@ -324,8 +325,8 @@ def _write_state(settings: Settings, kept: Kept) -> None:
 def _remove_generations(settings: Settings, keep: set[str]) -> None:
     """Delete kept files of other generations than ``keep`` (the one just written, and the
     one before it, which a report that started earlier may still be reading)."""
-    filesystem, root = lake_filesystem(settings.lake)
-    selector = pafs.FileSelector(f"{root.rstrip('/')}/{HISTORY_DIR}", allow_not_found=True)
+    filesystem, _ = lake_filesystem(settings.lake)
+    selector = pafs.FileSelector(dataset_path(settings.lake, HISTORY_DATASET), allow_not_found=True)
     for info in filesystem.get_file_info(selector):
         name = info.base_name
         if not name.endswith(".parquet"):

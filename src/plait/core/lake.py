@@ -89,8 +89,8 @@ HISTORY_DATASET = "history"
 
 def remove_dataset(location: str, name: str) -> None:
     """Delete a dataset of the lake (``history``) and every file in it."""
-    filesystem, root = lake_filesystem(location)
-    filesystem.delete_dir_contents(f"{root.rstrip('/')}/{name}", missing_dir_ok=True)
+    filesystem, _ = lake_filesystem(location)
+    filesystem.delete_dir_contents(dataset_path(location, name), missing_dir_ok=True)
 
 
 def remove_rows(location: str, directory: str, column: str, values: list[str]) -> int:
