@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 import ChannelAttribution
+import ibis
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from plait.analytics import PATH_MODELS, attribute_paths, connect
 from plait.analytics.markov import markov_credit, removal_effects
+from plait.analytics.models import credit
 from plait.analytics.shapley import shapley_credit
 from plait.core.errors import InvalidInput
 from plait.core.settings import Settings
@@ -140,6 +142,40 @@ HAND_EXPECTED: dict[str, dict[str, tuple[float, float]]] = {
     # Direct: .5 + 1 + 1 = 2.5, value 2.5 + 4 + 4 = 10.5
     "shapley": {"A": (2, 17.5), "B": (3.5, 35), "C": (2, 14), "Direct": (2.5, 10.5)},
 }
+
+
+@pytest.mark.parametrize(
+    ("n", "contact", "qualified", "w_shaped", "full_path"),
+    [
+        # The first touch also made the contact: it holds two roles (60 %, full path 45 %).
+        (4, 1, 3, [0.6, 0.05, 0.3, 0.05], [0.45, 0.1, 0.225, 0.225]),
+        # No contact or qualification in the journey: only the ends hold roles.
+        (4, None, None, [0.75, 1 / 12, 1 / 12, 1 / 12], [9 / 22, 2 / 22, 2 / 22, 9 / 22]),
+        # The last touch made the contact and the qualified lead (and, full path, the sale).
+        (4, 4, 4, [0.3, 0.05, 0.05, 0.6], [0.225, 0.05, 0.05, 0.675]),
+        (2, 2, None, [0.5, 0.5], [1 / 3, 2 / 3]),
+        (1, 1, 1, [1.0], [1.0]),
+    ],
+)
+def test_key_touch_models_when_a_touch_holds_several_roles(
+    con, n, contact, qualified, w_shaped, full_path
+):
+    rows = ibis.memtable(
+        {
+            "journey_id": ["j"] * n,
+            "pos": list(range(1, n + 1)),
+            "n": [n] * n,
+            "channel": [f"C{pos}" for pos in range(1, n + 1)],
+            "age_seconds": [0.0] * n,
+            "contact_pos": pd.array([contact] * n, dtype="Int64"),
+            "qualified_pos": pd.array([qualified] * n, dtype="Int64"),
+        }
+    )
+    weighted = con.execute(
+        credit(rows, ["w_shaped", "full_path"], SETTINGS.analytics).order_by("pos")
+    )
+    assert weighted.w_shaped_weight.tolist() == pytest.approx(w_shaped)
+    assert weighted.full_path_weight.tolist() == pytest.approx(full_path)
 
 
 @pytest.mark.parametrize("model", sorted(HAND_EXPECTED))

@@ -4,7 +4,7 @@ model, path listing and transition count reads these rows."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import ibis
@@ -59,15 +59,12 @@ def conversion_journeys(
         contact_at=joined.contact_at,
         qualified_at=joined.qualified_at,
     )
-    rows = number(rows, [rows.touch_at, rows.touch_seq], collapse_repeats)
-    journey = ibis.window(group_by=rows.journey_id)
-    return rows.mutate(
-        contact_pos=ibis.ifelse(rows.touch_at <= rows.contact_at, rows.pos, ibis.null("int64"))
-        .max()
-        .over(journey),
-        qualified_pos=ibis.ifelse(rows.touch_at <= rows.qualified_at, rows.pos, ibis.null("int64"))
-        .max()
-        .over(journey),
+    return number(
+        rows,
+        ["touch_at", "touch_seq"],
+        collapse_repeats,
+        contact_pos=lambda touches: touches.touch_at <= touches.contact_at,
+        qualified_pos=lambda touches: touches.touch_at <= touches.qualified_at,
     )
 
 
@@ -103,7 +100,7 @@ def period_journeys(
         touch_at=touches.started_at,
         touch_seq=touches.seq,
     )
-    return number(rows, [rows.touch_at, rows.touch_seq], collapse_repeats)
+    return number(rows, ["touch_at", "touch_seq"], collapse_repeats)
 
 
 def drop_off_journeys(
@@ -155,23 +152,38 @@ def exploded(arrays: ibis.Table, collapse_repeats: bool) -> ibis.Table:
     )
     if collapse_repeats:
         rows = rows.drop("pos", "n")
-        return number(rows, [rows.step], True)
+        return number(rows, ["step"], True)
     return rows
 
 
-def number(rows: ibis.Table, order_by: list[ibis.Value], collapse_repeats: bool) -> ibis.Table:
-    """Add ``pos`` (1-based, in touch order) and ``n`` per journey, first dropping a touch
-    that repeats the channel before it if ``collapse_repeats``."""
-    ordered = ibis.window(group_by=rows.journey_id, order_by=order_by)
+def number(
+    rows: ibis.Table,
+    order_by: Sequence[str],
+    collapse_repeats: bool,
+    **prefixes: Callable[[ibis.Table], ibis.BooleanValue],
+) -> ibis.Table:
+    """Add ``pos`` (1-based, in ``order_by`` order) and ``n`` per journey, first dropping a
+    touch that repeats the channel before it if ``collapse_repeats``. Each of ``prefixes``
+    is a condition that holds for a leading run of a journey's rows (``touch_at <= t``); its
+    column is the position of the run's last row, null if none. All are computed in one
+    window pass (one sort), which is most of what crediting a journey costs."""
+
+    def journey(table: ibis.Table) -> ibis.Window:
+        return ibis.window(group_by=table.journey_id, order_by=[table[c] for c in order_by])
+
     if collapse_repeats:
-        previous = rows.channel.lag().over(ordered)
+        previous = rows.channel.lag().over(journey(rows))
         rows = rows.mutate(_repeat=ibis.coalesce(previous == rows.channel, False))
         rows = rows.filter(~rows._repeat).drop("_repeat")
-        ordered = ibis.window(
-            group_by=rows.journey_id, order_by=[rows[c.get_name()] for c in order_by]
-        )
-    rows = rows.mutate(pos=(ibis.row_number().over(ordered) + 1).cast("int64"))
-    return rows.mutate(n=rows.pos.max().over(ibis.window(group_by=rows.journey_id)))
+    ordered = journey(rows)
+    return rows.mutate(
+        pos=(ibis.row_number().over(ordered) + 1).cast("int64"),
+        n=rows.count().over(ordered).cast("int64"),
+        **{
+            name: condition(rows).cast("int64").sum().over(ordered).nullif(0)
+            for name, condition in prefixes.items()
+        },
+    )
 
 
 def path_strings(journeys: ibis.Table) -> ibis.Table:

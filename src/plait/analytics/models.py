@@ -15,33 +15,25 @@ from plait.core.settings import AnalyticsSettings
 
 def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) -> ibis.Table:
     """``journeys`` with a ``<model>_weight`` column per rule model; per journey the weights
-    of each model sum to 1. Divisions are by floats: Spark reads ``1.0`` as a decimal and
-    would round the quotient to six places."""
+    of each model sum to 1. Only last non-direct and time decay need a journey total beyond
+    ``n`` and the key positions, and they share one window pass. Divisions are by floats:
+    Spark reads ``1.0`` as a decimal and would round the quotient to six places."""
     journey = ibis.window(group_by=journeys.journey_id)
-    first = journeys.pos == 1
-    last = journeys.pos == journeys.n
     rows = journeys
-    # Helper columns (windows over the journey) only for the models that need them.
+    totals = {}
     if "last_non_direct" in models:
         non_direct = ibis.ifelse(rows.channel != rules.direct_channel, rows.pos, ibis.null("int64"))
-        rows = rows.mutate(_non_direct_pos=non_direct.max().over(journey))
+        totals["_non_direct_pos"] = non_direct.max().over(journey)
     if "time_decay" in models:
-        half_life = rules.half_life_days * 86400
-        rows = rows.mutate(
-            _decay=ibis.literal(0.5) ** (ibis.coalesce(rows.age_seconds, 0) / half_life)
+        decay = ibis.literal(0.5) ** (
+            ibis.coalesce(rows.age_seconds, 0) / (rules.half_life_days * 86400)
         )
-        rows = rows.mutate(_decay_total=rows._decay.sum().over(journey))
-    for model, roles, per_role in (
-        ("w_shaped", _roles(rows, first), 0.3),
-        ("full_path", _roles(rows, first) + last.cast("int64"), 0.225),
-    ):
-        if model in models:
-            rows = rows.mutate(**{f"_{model}_roles": roles})
-            held = rows[f"_{model}_roles"]
-            rest = (held == 0).cast("float64").sum().over(journey)
-            rows = rows.mutate(**{f"_{model}_raw": _role_share(held, rest, per_role, 0.1)})
-            raw = rows[f"_{model}_raw"]
-            rows = rows.mutate(**{f"_{model}_share": raw / raw.sum().over(journey)})
+        totals |= {"_decay": decay, "_decay_total": decay.sum().over(journey)}
+    if totals:
+        rows = rows.mutate(**totals)
+    first = rows.pos == 1
+    last = rows.pos == rows.n
+    key_touches = [ibis.literal(1, "int64"), rows.contact_pos, rows.qualified_pos]
     custom = rules.custom_weights
     weights = {
         "first_touch": lambda: _indicator(first),
@@ -54,8 +46,8 @@ def credit(journeys: ibis.Table, models: list[str], rules: AnalyticsSettings) ->
         "position_based": lambda: _positional(rows, 0.4, 0.2, 0.4),
         "j_shaped": lambda: _positional(rows, 0.2, 0.2, 0.6),
         "inverse_j": lambda: _positional(rows, 0.6, 0.2, 0.2),
-        "w_shaped": lambda: rows._w_shaped_share,
-        "full_path": lambda: rows._full_path_share,
+        "w_shaped": lambda: _key_touch_share(rows, key_touches, 0.3, 0.1),
+        "full_path": lambda: _key_touch_share(rows, [*key_touches, rows.n], 0.225, 0.1),
         "custom": lambda: _positional(rows, custom.first, custom.middle, custom.last),
     }
     weighted = rows.mutate(**{f"{model}_weight": weights[model]() for model in models})
@@ -66,19 +58,24 @@ def _indicator(condition: ibis.BooleanValue) -> ibis.Value:
     return ibis.ifelse(condition, 1.0, 0.0)
 
 
-def _roles(journeys: ibis.Table, first: ibis.BooleanValue) -> ibis.Value:
-    """How many of the key roles a touch holds: first touch, made the contact, made the
-    qualified lead (a touch can hold several)."""
-    return (
-        first.cast("int64")
-        + ibis.coalesce(journeys.pos == journeys.contact_pos, False).cast("int64")
-        + ibis.coalesce(journeys.pos == journeys.qualified_pos, False).cast("int64")
+def _key_touch_share(
+    rows: ibis.Table, keys: list[ibis.IntegerValue], per_role: float, others: float
+) -> ibis.Value:
+    """W-shaped and full path: ``per_role`` for each key role a touch holds (``keys`` are the
+    positions of the role-holding touches, null when a role is not held; a touch can hold
+    several), ``others`` split evenly among the touches that hold none, normalised to 1.
+    Computed from positions alone, so no window over the journey is needed."""
+    roles = sum(ibis.coalesce(rows.pos == key, False).cast("int64") for key in keys)
+    held = sum(key.notnull().cast("int64") for key in keys)
+    distinct = sum(
+        (key.notnull() & ibis.and_(*(ibis.coalesce(key != seen, True) for seen in keys[:i]))).cast(
+            "int64"
+        )
+        for i, key in enumerate(keys)
     )
-
-
-def _role_share(roles: ibis.Value, rest: ibis.Value, per_role: float, others: float) -> ibis.Value:
-    """Unnormalised share: ``per_role`` for each role held, ``others`` split among the rest."""
-    return ibis.ifelse(roles > 0, roles * per_role, others / rest)
+    rest = rows.n - distinct
+    total = held * per_role + ibis.ifelse(rest > 0, others, 0.0)
+    return ibis.ifelse(roles > 0, roles * per_role, others / rest.cast("float64")) / total
 
 
 def _positional(rows: ibis.Table, first: float, middle: float, last: float) -> ibis.Value:
