@@ -60,6 +60,24 @@ def test_inactivity_and_touch_kind_start_sessions() -> None:
     assert len(session_starts(rows, session_timeout_minutes=10)) == 7  # 20, 45 split too
 
 
+def test_every_session_carries_its_customers_original_channel() -> None:
+    rows = [
+        event("ann", 100, channel="Email"),
+        event("ann", 0, channel="Paid Social"),  # arrives later, happened first
+        event("ann", 300, "Call Completed", channel="Phone"),
+        event("bob", 50, channel="Referral"),
+        event("bob", 50, channel="Direct"),  # same moment: the earlier seq comes first
+    ]
+    settings = Settings()
+    table = pd.DataFrame(rows).assign(seq=range(len(rows)))
+    found = connect(settings).execute(
+        sessions(touch_rows(ibis.memtable(table), settings.analytics), settings.analytics)
+    )
+    originals = found.groupby("customer_id").original_channel.agg(set).to_dict()
+    assert originals == {"ann": {"Paid Social"}, "bob": {"Referral"}}
+    assert len(found) == 4
+
+
 def test_campaign_changes_split_sessions_only_when_asked() -> None:
     rows = [
         event("ann", 0, channel="Email", campaign="spring"),

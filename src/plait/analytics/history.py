@@ -47,7 +47,7 @@ from plait.core.settings import Settings
 from plait.identity.identity_map import IDENTITY_MAP_SCHEMA
 
 STATE_PATH = f"{HISTORY_DATASET}/state.json"
-FORMAT = 1
+FORMAT = 2
 """Bumped when what is kept changes shape; history of another format is derived again."""
 Stamp = tuple[int, int]
 """A file's size and modification time (ns): it changed if either did."""

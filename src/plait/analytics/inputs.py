@@ -44,9 +44,8 @@ class Inputs:
     settings: Settings
     period: Period
     sessions: ibis.Table
-    """Sessions from the start of the lookback window before the period to its end."""
-    first_touches: ibis.Table
-    """Each customer's original channel (their first touch ever)."""
+    """Sessions from the start of the lookback window before the period to its end, each
+    with its customer's ``original_channel``."""
     conversions: ibis.Table
     """Every conversion up to the period's end."""
     milestones: ibis.Table
@@ -136,9 +135,6 @@ def period_inputs(
         settings=settings,
         period=period,
         sessions=before_end.filter(before_end.started_at >= window_start),
-        first_touches=before_end.group_by("customer_id").agg(
-            original_channel=before_end.channel.argmin(before_end.started_at)
-        ),
         conversions=found,
         milestones=milestones(found),
         workspace=workspace,

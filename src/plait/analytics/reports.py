@@ -233,12 +233,11 @@ def _sessions_per_channel(source: Inputs) -> ibis.Table:
     """Sessions started in the period per channel: ``sessions`` by the session's channel,
     ``sessions_by_original_channel`` by the customer's original channel."""
     started = in_period(source.sessions, "started_at", source.period)
-    originals = started.join(source.first_touches, "customer_id")
     one, none = ibis.literal(1, "int64"), ibis.literal(0, "int64")
     both = ibis.union(
         started.select("channel", sessions=one, sessions_by_original_channel=none),
-        originals.select(
-            channel=originals.original_channel, sessions=none, sessions_by_original_channel=one
+        started.select(
+            channel=started.original_channel, sessions=none, sessions_by_original_channel=one
         ),
     )
     return both.group_by("channel").agg(

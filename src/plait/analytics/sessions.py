@@ -37,7 +37,8 @@ def touch_rows(events: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
 
 def sessions(touches: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
     """One row per session: ``customer_id``, ``started_at``, ``seq``, ``channel``,
-    ``campaign``, from ``touch_rows``.
+    ``campaign`` and ``original_channel`` (the channel of the customer's first touch ever,
+    found in the same sorted pass), from ``touch_rows``.
 
     A new session starts after ``session_timeout_minutes`` without a touch, when the kind of
     touch changes (web to a call, a call to a store visit…), and, if
@@ -57,7 +58,14 @@ def sessions(touches: ibis.Table, rules: AnalyticsSettings) -> ibis.Table:
     if rules.split_sessions_on_campaign:
         starts |= touches.campaign != touches.campaign.lag().over(window)
     return (
-        touches.mutate(starts=starts)
+        touches.mutate(starts=starts, original_channel=touches.channel.first().over(window))
         .filter(ibis._.starts)
-        .select("customer_id", "seq", "channel", "campaign", started_at=ibis._.timestamp)
+        .select(
+            "customer_id",
+            "seq",
+            "channel",
+            "campaign",
+            "original_channel",
+            started_at=ibis._.timestamp,
+        )
     )
