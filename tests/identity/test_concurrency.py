@@ -36,12 +36,12 @@ from plait.core.db import get_engine
 from plait.core.settings import Settings
 from plait.identity.identifiers import identity_rules
 from plait.identity.resolver import resolve_pending
-from plait.profiles.traits import apply_traits
+from plait.profiles.traits import plan_traits
 
 settings = Settings(home=sys.argv[1], database_url=sys.argv[2])
 expected = int(sys.argv[3])
 engine = get_engine(settings)
-hook = partial(apply_traits, settings=settings.profiles)
+hook = partial(plan_traits, settings=settings.profiles)
 deadline = time.monotonic() + 120
 while time.monotonic() < deadline:
     resolve_pending(engine, identity_rules(settings), chunk_events=30, on_chunk=hook)

@@ -16,7 +16,7 @@ from plait.identity.resolver import (
     resolve_chunk,
     resolve_pending,
 )
-from plait.profiles.traits import apply_traits
+from plait.profiles.traits import plan_traits
 
 SERVING_CHUNK_EVENTS = 500
 """Events the server resolves per write transaction (its resolver, and routing inbound
@@ -39,7 +39,7 @@ def resolve(
         engine,
         identity_rules(settings),
         chunk_events=chunk_events,
-        on_chunk=partial(apply_traits, settings=settings.profiles),
+        on_chunk=partial(plan_traits, settings=settings.profiles),
         max_events=max_events,
         on_progress=on_progress,
     )
@@ -60,6 +60,6 @@ def resolve_step(
         identity_rules(settings),
         watermark,
         chunk_events,
-        partial(apply_traits, settings=settings.profiles),
+        partial(plan_traits, settings=settings.profiles),
     )
     return taken < chunk_events

@@ -8,8 +8,10 @@ change of strategy in ``plait.toml`` and merges of profiles all give the right a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -114,20 +116,23 @@ def event_traits(event: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def apply_traits(
+def plan_traits(
     conn: Connection,
     rows: Sequence[Mapping[str, Any]],
     homes: Mapping[int, UUID],
     settings: ProfileSettings,
-) -> None:
-    """Fold a chunk of resolved events into their home profiles: traits, first/last seen."""
+) -> Callable[[Connection], None]:
+    """Fold a chunk of resolved events into their home profiles (traits, first/last seen):
+    the touched profiles are read and folded now, and the write is returned, to run in the
+    resolving transaction (the resolver reads before it takes the writer). Profiles the chunk
+    creates are not stored yet: they start empty."""
     touched: dict[UUID, list[Mapping[str, Any]]] = {}
     for row in rows:
         home = homes.get(row["seq"])
         if home is not None:
             touched.setdefault(home, []).append(row)
     if not touched:
-        return
+        return _write_nothing
     stored = {
         row.id: row
         for chunk in chunks(touched)
@@ -143,7 +148,7 @@ def apply_traits(
     }
     updates = []
     for profile_id, seen in touched.items():
-        current = stored[profile_id]
+        current = stored.get(profile_id, _NEW_PROFILE)
         traits: dict[str, Record] = dict(current.traits or {})
         changed = False
         for row in seen:
@@ -164,6 +169,17 @@ def apply_traits(
                 "b_search": name.lower() if name else None,
             }
         )
+    return partial(_write_profiles, updates=updates)
+
+
+_NEW_PROFILE = SimpleNamespace(traits=None, first_seen=None, last_seen=None, name=None)
+
+
+def _write_nothing(_conn: Connection) -> None:
+    pass
+
+
+def _write_profiles(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
     conn.execute(
         profiles.update()
         .where(profiles.c.id == sa.bindparam("b_id"))
