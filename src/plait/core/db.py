@@ -12,10 +12,11 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -319,9 +320,53 @@ class InsertPlan:
 def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (each with the same keys; no column defaults are applied) the cheapest
     way the database takes many: COPY on PostgreSQL, many rows per statement on SQLite."""
-    if rows:
-        plan = insert_plan(conn.dialect, table, list(rows[0]))
-        plan.execute(conn, plan.bind(rows))
+    bound_insert(conn.dialect, table, rows)(conn)
+
+
+Write = Callable[[Connection], Any]
+"""A write bound for the driver ahead of time: a transaction holding the writer runs it."""
+
+
+def bound_insert(dialect: sa.Dialect, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> Write:
+    """:func:`insert_rows`, with the rows bound now and inserted when the result is called."""
+    if not rows:
+        return _no_write
+    plan = insert_plan(dialect, table, list(rows[0]))
+    return partial(plan.execute, params=plan.bind(rows))
+
+
+def bound_update(
+    dialect: sa.Dialect,
+    table: sa.Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: str = "id",
+) -> Write:
+    """UPDATE ``table`` SET each row's other keys WHERE ``key`` matches, one statement
+    executed per row by the driver; the rows (each with the same keys) are bound now."""
+    if not rows:
+        return _no_write
+    names = [name for name in rows[0] if name != key] + [key]
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    preparer = dialect.identifier_preparer
+    assignments = ", ".join(f"{preparer.format_column(table.c[n])} = {marker}" for n in names[:-1])
+    sql = (
+        f"UPDATE {preparer.format_table(table)} SET {assignments} "
+        f"WHERE {preparer.format_column(table.c[key])} = {marker}"
+    )
+    processors = [table.c[name].type._cached_bind_processor(dialect) for name in names]
+    params = [
+        tuple(
+            process(row[name]) if process else row[name]
+            for name, process in zip(names, processors, strict=True)
+        )
+        for row in rows
+    ]
+    return lambda conn: conn.exec_driver_sql(sql, params)
+
+
+def _no_write(_conn: Connection) -> None:
+    pass
 
 
 _plans: dict[tuple[str, str, tuple[str, ...], str], InsertPlan] = {}

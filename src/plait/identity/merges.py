@@ -20,7 +20,7 @@ from plait.core.errors import Conflict, InvalidInput, NotFound
 from plait.identity.graph import bump_version, identity_merges, lock_graph, profiles, root_of
 from plait.identity.identifiers import IdentityRules
 from plait.identity.merge_rules import GraphState, Merge
-from plait.identity.resolver import root_counts, write_changes
+from plait.identity.resolver import bound_changes, root_counts
 
 
 def merge_customers(
@@ -56,9 +56,10 @@ def merge_customers(
     for root in roots[1:]:
         state.parent[root] = into
         merges.append((Merge(root, into, ()), None))
-    merge_ids = write_changes(
-        conn, state, set(roots), utcnow(), [], [], merges, [], reason=reason, created_by=by
+    write, merge_ids = bound_changes(
+        conn.dialect, state, set(roots), utcnow(), [], [], merges, [], reason=reason, created_by=by
     )
+    write(conn)
     bump_version(conn)
     return {
         "customer_id": str(into),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
-from plait.core.db import among, chunks, insert_rows, read, write
+from plait.core.db import Write, among, bound_insert, bound_update, chunks, read, write
 from plait.core.garbage import collector_paused
 from plait.core.ids import uuid7
 from plait.identity.graph import (
@@ -182,7 +183,7 @@ def _plan_chunk(
 
 
 def _write_chunk(conn: Connection, plan: _ChunkPlan) -> ResolveReport:
-    _write_events(conn, plan.changes)
+    plan.changes.write(conn)
     if plan.hook_write is not None:
         plan.hook_write(conn)
     bump_version(conn, resolved_seq=plan.rows[-1]["seq"])
@@ -273,21 +274,15 @@ def resolve_events(
 ) -> tuple[ResolveReport, dict[int, UUID]]:
     """Apply events to the graph; returns what changed and each event's home profile."""
     changes = plan_events(conn, rules, rows)
-    _write_events(conn, changes)
+    changes.write(conn)
     return changes.report, changes.homes
 
 
 @dataclass
 class _Changes:
-    """What applying a chunk of events to the graph decided, not yet written."""
+    """What applying a chunk of events to the graph decided, bound and not yet written."""
 
-    state: GraphState
-    existing: set[UUID]
-    now: Any
-    created: list[UUID]
-    links: list[dict[str, Any]]
-    merges: list[tuple[Merge, UUID | None]]
-    refusals: list[dict[str, Any]]
+    write: Write
     homes: dict[int, UUID]
     report: ResolveReport
 
@@ -313,20 +308,10 @@ def plan_events(
         homes[row["seq"]] = outcome.home
         _collect(outcome, row, now, links, created, merges, refusals)
     report = ResolveReport(len(rows), len(created), len(links), len(merges), len(refusals))
-    return _Changes(state, existing, now, created, links, merges, refusals, homes, report)
-
-
-def _write_events(conn: Connection, changes: _Changes) -> None:
-    write_changes(
-        conn,
-        changes.state,
-        changes.existing,
-        changes.now,
-        changes.created,
-        changes.links,
-        changes.merges,
-        changes.refusals,
+    write, _merge_ids = bound_changes(
+        conn.dialect, state, existing, now, created, links, merges, refusals
     )
+    return _Changes(write, homes, report)
 
 
 def _collect(
@@ -408,8 +393,8 @@ def root_counts(
     return counts
 
 
-def write_changes(
-    conn: Connection,
+def bound_changes(
+    dialect: sa.Dialect,
     state: GraphState,
     existing: set[UUID],
     now: Any,
@@ -420,8 +405,9 @@ def write_changes(
     *,
     reason: str = "event",
     created_by: str | None = None,
-) -> list[UUID]:
-    """Write what :class:`GraphState` decided, set-wise; returns the new merges' ids."""
+) -> tuple[Write, list[UUID]]:
+    """What :class:`GraphState` decided, bound for the driver now (outside the writer): the
+    write to run in the transaction that changes the graph, and the new merges' ids."""
     merge_rows = [
         {
             "id": uuid7(),
@@ -436,44 +422,46 @@ def write_changes(
         for merge, event_id in merges
     ]
     parents = {row["from_id"]: (row["into_id"], row["id"]) for row in merge_rows}
-    if created:
-        insert_rows(
-            conn,
+    new_profiles = [
+        {
+            "id": profile_id,
+            "root_id": state.find(profile_id),
+            "parent_id": parents.get(profile_id, (None, None))[0],
+            "merge_id": parents.get(profile_id, (None, None))[1],
+            "created_at": now,
+        }
+        for profile_id in created
+    ]
+    moved = [from_id for from_id in parents if from_id in existing]
+    writes = [
+        bound_insert(dialect, profiles, new_profiles),
+        bound_insert(dialect, identities, links),
+        bound_insert(dialect, identity_merges, merge_rows),
+        bound_update(
+            dialect,
             profiles,
             [
-                {
-                    "id": profile_id,
-                    "root_id": state.find(profile_id),
-                    "parent_id": parents.get(profile_id, (None, None))[0],
-                    "merge_id": parents.get(profile_id, (None, None))[1],
-                    "created_at": now,
-                }
-                for profile_id in created
+                {"id": from_id, "parent_id": parents[from_id][0], "merge_id": parents[from_id][1]}
+                for from_id in moved
             ],
+        ),
+        partial(_move_roots, moves=[(from_id, state.find(from_id)) for from_id in moved]),
+        bound_insert(dialect, identity_refusals, refusals),
+    ]
+
+    def write(conn: Connection) -> None:
+        for each in writes:
+            each(conn)
+
+    return write, [row["id"] for row in merge_rows]
+
+
+def _move_roots(conn: Connection, moves: Sequence[tuple[UUID, UUID]]) -> None:
+    """Profiles under a merged root now belong to the root it was merged into."""
+    if moves:
+        conn.execute(
+            profiles.update()
+            .where(profiles.c.root_id == sa.bindparam("b_old"))
+            .values(root_id=sa.bindparam("b_new")),
+            [{"b_old": old, "b_new": new} for old, new in moves],
         )
-    insert_rows(conn, identities, links)
-    if merge_rows:
-        insert_rows(conn, identity_merges, merge_rows)
-        moved = [from_id for from_id in parents if from_id in existing]
-        if moved:
-            conn.execute(
-                profiles.update()
-                .where(profiles.c.id == sa.bindparam("b_id"))
-                .values(parent_id=sa.bindparam("b_parent"), merge_id=sa.bindparam("b_merge")),
-                [
-                    {
-                        "b_id": from_id,
-                        "b_parent": parents[from_id][0],
-                        "b_merge": parents[from_id][1],
-                    }
-                    for from_id in moved
-                ],
-            )
-            conn.execute(
-                profiles.update()
-                .where(profiles.c.root_id == sa.bindparam("b_old"))
-                .values(root_id=sa.bindparam("b_new")),
-                [{"b_old": from_id, "b_new": state.find(from_id)} for from_id in moved],
-            )
-    insert_rows(conn, identity_refusals, refusals)
-    return [row["id"] for row in merge_rows]

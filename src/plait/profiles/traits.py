@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from functools import partial
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
@@ -18,7 +17,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from plait.core.db import among, chunks
+from plait.core.db import among, bound_update, chunks
 from plait.core.settings import ProfileSettings
 from plait.identity.graph import profiles
 
@@ -132,7 +131,7 @@ def plan_traits(
         if home is not None:
             touched.setdefault(home, []).append(row)
     if not touched:
-        return _write_nothing
+        return lambda _conn: None
     stored = {
         row.id: row
         for chunk in chunks(touched)
@@ -146,7 +145,7 @@ def plan_traits(
             ).where(among(profiles.c.id, chunk, conn.dialect.name))
         )
     }
-    updates = []
+    folded, seen_only = [], []
     for profile_id, seen in touched.items():
         current = stored.get(profile_id, _NEW_PROFILE)
         traits: dict[str, Record] = dict(current.traits or {})
@@ -158,40 +157,32 @@ def plan_traits(
                 changed = True
         first = min([row["timestamp"] for row in seen] + _present(current.first_seen))
         last = max([row["timestamp"] for row in seen] + _present(current.last_seen))
-        name = display_name(resolve_traits([traits], settings)) if changed else current.name
-        updates.append(
-            {
-                "b_id": profile_id,
-                "b_traits": traits or None,
-                "b_first": first,
-                "b_last": last,
-                "b_name": name,
-                "b_search": name.lower() if name else None,
-            }
-        )
-    return partial(_write_profiles, updates=updates)
+        if changed:
+            name = display_name(resolve_traits([traits], settings))
+            folded.append(
+                {
+                    "id": profile_id,
+                    "traits": traits or None,
+                    "first_seen": first,
+                    "last_seen": last,
+                    "name": name,
+                    "search_name": name.lower() if name else None,
+                }
+            )
+        elif (first, last) != (current.first_seen, current.last_seen):
+            seen_only.append({"id": profile_id, "first_seen": first, "last_seen": last})
+    # Most events state no traits: their profiles get only first/last seen written.
+    dialect = conn.dialect
+    updates = (bound_update(dialect, profiles, folded), bound_update(dialect, profiles, seen_only))
+
+    def write(conn: Connection) -> None:
+        for update in updates:
+            update(conn)
+
+    return write
 
 
 _NEW_PROFILE = SimpleNamespace(traits=None, first_seen=None, last_seen=None, name=None)
-
-
-def _write_nothing(_conn: Connection) -> None:
-    pass
-
-
-def _write_profiles(conn: Connection, updates: Sequence[Mapping[str, Any]]) -> None:
-    conn.execute(
-        profiles.update()
-        .where(profiles.c.id == sa.bindparam("b_id"))
-        .values(
-            traits=sa.bindparam("b_traits"),
-            first_seen=sa.bindparam("b_first"),
-            last_seen=sa.bindparam("b_last"),
-            name=sa.bindparam("b_name"),
-            search_name=sa.bindparam("b_search"),
-        ),
-        updates,
-    )
 
 
 def _present(moment: datetime | None) -> list[datetime]:
