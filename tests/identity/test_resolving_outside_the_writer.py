@@ -72,7 +72,8 @@ def test_a_plan_is_written_when_nothing_changed_meanwhile(
     assert (report.events, report.profiles, hook.calls) == (2, 2, 1)
     identifiers, customers, _ = graph(engine)
     assert customers == 2
-    assert ("user_id", "cus_1") in identifiers and ("anonymous_id", "anon-2") in identifiers
+    assert ("user_id", "cus_1") in identifiers
+    assert ("anonymous_id", "anon-2") in identifiers
     with engine.connect() as conn:
         traits = conn.execute(sa.select(profiles.c.traits).where(profiles.c.traits.is_not(None)))
         assert sorted(row[0]["plan"]["last"][0] for row in traits) == ["free", "pro"]
