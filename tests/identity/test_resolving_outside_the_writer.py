@@ -113,8 +113,10 @@ def test_a_merge_meanwhile_sends_the_chunk_back_under_the_lock(
     resolve(engine, settings)
     with engine.connect() as conn:
         two = [row[0] for row in conn.execute(sa.select(profiles.c.id))]
-    send_events(identify("cus_1", "anon-1", "2026-03-02T10:00:00Z", plan="pro"),
-        identify("cus_1", "anon-3", "2026-03-02T10:01:00Z"),)
+    send_events(
+        identify("cus_1", "anon-1", "2026-03-02T10:00:00Z", plan="pro"),
+        identify("cus_1", "anon-3", "2026-03-02T10:01:00Z"),
+    )
 
     def merge() -> None:
         with write(engine) as conn:
