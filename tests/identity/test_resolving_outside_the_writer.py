@@ -11,12 +11,12 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from plait.core.db import write
+from plait.core.db import Write, write
 from plait.core.settings import Settings
 from plait.identity.graph import identities, identity_progress, profiles
 from plait.identity.identifiers import identity_rules
 from plait.identity.merges import merge_customers
-from plait.identity.resolver import ChunkWrite, resolve_pending
+from plait.identity.resolver import resolve_pending
 from plait.profiles.pipeline import resolve
 from plait.profiles.traits import plan_traits
 
@@ -40,7 +40,7 @@ class Hook:
 
     def __call__(
         self, conn: Connection, rows: Sequence[Mapping[str, Any]], homes: Mapping[int, UUID]
-    ) -> ChunkWrite:
+    ) -> Write:
         self.calls += 1
         if self.meanwhile is not None:
             meanwhile, self.meanwhile = self.meanwhile, None

@@ -330,7 +330,7 @@ Write = Callable[[Connection], Any]
 def bound_insert(dialect: sa.Dialect, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> Write:
     """:func:`insert_rows`, with the rows bound now and inserted when the result is called."""
     if not rows:
-        return _no_write
+        return in_order()
     plan = insert_plan(dialect, table, list(rows[0]))
     return partial(plan.execute, params=plan.bind(rows))
 
@@ -345,7 +345,7 @@ def bound_update(
     """UPDATE ``table`` SET each row's other keys WHERE ``key`` matches, one statement
     executed per row by the driver; the rows (each with the same keys) are bound now."""
     if not rows:
-        return _no_write
+        return in_order()
     names = [name for name in rows[0] if name != key] + [key]
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     preparer = dialect.identifier_preparer
@@ -365,8 +365,14 @@ def bound_update(
     return lambda conn: conn.exec_driver_sql(sql, params)
 
 
-def _no_write(_conn: Connection) -> None:
-    pass
+def in_order(*writes: Write) -> Write:
+    """One write that runs ``writes`` one after another (none: a write that does nothing)."""
+
+    def run(conn: Connection) -> None:
+        for each in writes:
+            each(conn)
+
+    return run
 
 
 _plans: dict[tuple[str, str, tuple[str, ...], str], InsertPlan] = {}

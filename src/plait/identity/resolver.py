@@ -23,7 +23,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from plait.collect.event_store import committed_seq, events
 from plait.core.clock import utcnow
-from plait.core.db import Write, among, bound_insert, bound_update, chunks, read, write
+from plait.core.db import (
+    Write,
+    among,
+    bound_insert,
+    bound_update,
+    chunks,
+    in_order,
+    read,
+    write,
+)
 from plait.core.garbage import collector_paused
 from plait.core.ids import uuid7
 from plait.identity.graph import (
@@ -68,8 +77,7 @@ profile once and load their part of the graph once. At 1M events on PostgreSQL: 
 events/s with 5,000, 18,986 with 10,000, 21,678-22,031 with 20,000, 22,500 with 50,000. The
 server resolves in much smaller chunks (``profiles.pipeline.SERVING_CHUNK_EVENTS``)."""
 
-ChunkWrite = Callable[[Connection], None]
-ChunkHook = Callable[[Connection, Sequence[Mapping[str, Any]], Mapping[int, UUID]], ChunkWrite]
+ChunkHook = Callable[[Connection, Sequence[Mapping[str, Any]], Mapping[int, UUID]], Write]
 """Called with the chunk's events and each event's home profile (by ``seq``), on the
 connection the chunk was read with; it reads what it needs and returns what to write in the
 resolving transaction. How the profiles area keeps traits and first/last seen current."""
@@ -156,7 +164,7 @@ class _ChunkPlan:
     version: int
     rows: list[dict[str, Any]]
     changes: _Changes
-    hook_write: ChunkWrite | None
+    hook_write: Write | None
 
 
 def _plan_chunk(
@@ -433,7 +441,7 @@ def bound_changes(
         for profile_id in created
     ]
     moved = [from_id for from_id in parents if from_id in existing]
-    writes = [
+    write = in_order(
         bound_insert(dialect, profiles, new_profiles),
         bound_insert(dialect, identities, links),
         bound_insert(dialect, identity_merges, merge_rows),
@@ -447,12 +455,7 @@ def bound_changes(
         ),
         partial(_move_roots, moves=[(from_id, state.find(from_id)) for from_id in moved]),
         bound_insert(dialect, identity_refusals, refusals),
-    ]
-
-    def write(conn: Connection) -> None:
-        for each in writes:
-            each(conn)
-
+    )
     return write, [row["id"] for row in merge_rows]
 
 

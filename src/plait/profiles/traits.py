@@ -8,7 +8,7 @@ change of strategy in ``plait.toml`` and merges of profiles all give the right a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +17,7 @@ from uuid import UUID
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from plait.core.db import among, bound_update, chunks
+from plait.core.db import Write, among, bound_update, chunks, in_order
 from plait.core.settings import ProfileSettings
 from plait.identity.graph import profiles
 
@@ -120,7 +120,7 @@ def plan_traits(
     rows: Sequence[Mapping[str, Any]],
     homes: Mapping[int, UUID],
     settings: ProfileSettings,
-) -> Callable[[Connection], None]:
+) -> Write:
     """Fold a chunk of resolved events into their home profiles (traits, first/last seen):
     the touched profiles are read and folded now, and the write is returned, to run in the
     resolving transaction (the resolver reads before it takes the writer). Profiles the chunk
@@ -131,7 +131,7 @@ def plan_traits(
         if home is not None:
             touched.setdefault(home, []).append(row)
     if not touched:
-        return lambda _conn: None
+        return in_order()
     stored = {
         row.id: row
         for chunk in chunks(touched)
@@ -173,13 +173,9 @@ def plan_traits(
             seen_only.append({"id": profile_id, "first_seen": first, "last_seen": last})
     # Most events state no traits: their profiles get only first/last seen written.
     dialect = conn.dialect
-    updates = (bound_update(dialect, profiles, folded), bound_update(dialect, profiles, seen_only))
-
-    def write(conn: Connection) -> None:
-        for update in updates:
-            update(conn)
-
-    return write
+    return in_order(
+        bound_update(dialect, profiles, folded), bound_update(dialect, profiles, seen_only)
+    )
 
 
 _NEW_PROFILE = SimpleNamespace(traits=None, first_seen=None, last_seen=None, name=None)
