@@ -58,6 +58,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -488,6 +489,21 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def upkeep_processes(pids: Iterable[int]) -> list[int]:
+    """The server's upkeep process among ``pids``: the first child it started through
+    multiprocessing (uvicorn's worker processes, if any, are started after it)."""
+    started = {}
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            started[pid] = int(stat[19])  # starttime
+    return [min(started, key=started.__getitem__)] if started else []
+
+
 def postgres_processes(database: str) -> list[int]:
     """PostgreSQL processes working for ``database``: its backends (and autovacuum workers),
     plus the shared auxiliaries (WAL writer, checkpointer...), found by process title."""
@@ -563,6 +579,26 @@ def pg_admin_engine(admin_url: str) -> Any:
     return sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
 
 
+def postgres_backends_of(admin_url: str, database: str, application: str) -> list[int]:
+    """Process ids of ``database``'s backends serving connections named ``application``."""
+    import sqlalchemy as sa
+
+    engine = pg_admin_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.text(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = :database AND application_name = :application"
+                    ),
+                    {"database": database, "application": application},
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
 def create_pg_database(admin_url: str) -> tuple[str, str]:
     import sqlalchemy as sa
 
@@ -588,18 +624,25 @@ def drop_pg_database(admin_url: str, name: str) -> None:
         engine.dispose()
 
 
-def stored_events(home: Path, database_url: str | None) -> int:
+def stored_events(home: Path, database_url: str | None) -> tuple[int, int]:
+    """Events stored, and how many of them identity resolution had not reached."""
     import sqlalchemy as sa
 
     from plait.collect.event_store import events
     from plait.core.db import create_engine
     from plait.core.settings import Settings
+    from plait.identity.graph import identity_progress
 
     settings = Settings(home=home, database_url=database_url or "")
     engine = create_engine(settings)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+            stored = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+            resolved = conn.execute(sa.select(identity_progress.c.resolved_seq)).scalar() or 0
+            unresolved = conn.execute(
+                sa.select(sa.func.count()).select_from(events).where(events.c.seq > resolved)
+            ).scalar_one()
+            return int(stored), int(unresolved)
     finally:
         engine.dispose()
 
@@ -646,11 +689,16 @@ class RunResult:
     total_requests: int = 0
     acked_events: int = 0
     stored_events: int | None = None
+    unresolved_events: int | None = None
     stored_equals_acked: bool | None = None
     server_cpu_seconds: float = 0.0
     server_cpu_ms_per_1000_events: float | None = None
+    upkeep_cpu_seconds: float = 0.0
+    upkeep_cpu_ms_per_1000_events: float | None = None
     postgres_cpu_seconds: float | None = None
     postgres_cpu_ms_per_1000_events: float | None = None
+    postgres_upkeep_cpu_seconds: float | None = None
+    postgres_upkeep_cpu_ms_per_1000_events: float | None = None
     generator_cpu_seconds: float = 0.0
     generator_cpu_ms_per_1000_events: float | None = None
     machine_busy_percent: float = 0.0
@@ -706,8 +754,12 @@ def summarise(result: RunResult, load: dict[str, Any]) -> None:
     if ok_events:
         result.generator_cpu_ms_per_1000_events = 1e6 * result.generator_cpu_seconds / ok_events
         result.server_cpu_ms_per_1000_events = 1e6 * result.server_cpu_seconds / ok_events
+        result.upkeep_cpu_ms_per_1000_events = 1e6 * result.upkeep_cpu_seconds / ok_events
         if result.postgres_cpu_seconds is not None:
             result.postgres_cpu_ms_per_1000_events = 1e6 * result.postgres_cpu_seconds / ok_events
+            result.postgres_upkeep_cpu_ms_per_1000_events = (
+                1e6 * (result.postgres_upkeep_cpu_seconds or 0.0) / ok_events
+            )
 
 
 def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) -> RunResult:
@@ -781,9 +833,19 @@ def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) ->
         time.sleep(max(0.0, start_at + args.warmup + args.seconds - time.perf_counter()))
         server_after = cpu_seconds([*server_before, *process_tree(server.pid)])
         result.server_cpu_seconds = cpu_used(server_before, server_after)
+        upkeep = upkeep_processes(server_after)
+        result.upkeep_cpu_seconds = cpu_used(
+            {pid: server_before.get(pid, 0.0) for pid in upkeep},
+            {pid: server_after[pid] for pid in upkeep},
+        )
         if pg_name:
             db_after = cpu_seconds([*db_before, *postgres_processes(pg_name)])
             result.postgres_cpu_seconds = cpu_used(db_before, db_after)
+            upkeep_backends = postgres_backends_of(args.pg_admin_url, pg_name, "plait-upkeep")
+            result.postgres_upkeep_cpu_seconds = cpu_used(
+                {pid: db_before.get(pid, 0.0) for pid in upkeep_backends if pid in db_after},
+                {pid: db_after[pid] for pid in upkeep_backends if pid in db_after},
+            )
         busy, iowait, total = (a - b for a, b in zip(machine_cpu(), machine_before, strict=True))
         result.machine_busy_percent = 100 * busy / total if total else 0.0
         result.machine_iowait_percent = 100 * iowait / total if total else 0.0
@@ -807,7 +869,7 @@ def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) ->
         )
 
         stop_server(server)
-        result.stored_events = stored_events(home, database_url)
+        result.stored_events, result.unresolved_events = stored_events(home, database_url)
         result.stored_equals_acked = result.stored_events == result.acked_events
     except Exception as exc:
         result.failure = f"{type(exc).__name__}: {exc}"
@@ -892,10 +954,14 @@ def print_table(console: Any, results: list[RunResult]) -> None:
         "max ms",
         "errors",
         "stored==acked",
-        "CPU ms/1k ev srv/pg/gen",
+        "CPU ms/1k srv(upk)/pg(upk)/gen",
         "machine busy (others)",
     ):
-        table.add_column(column, justify="left" if column == "database" else "right")
+        table.add_column(
+            column,
+            justify="left" if column == "database" else "right",
+            no_wrap=column.startswith("CPU"),
+        )
     for r in results:
         if r.failure:
             table.add_row(r.database, str(r.workers), str(r.connections), "", "[red]failed[/]")
@@ -924,14 +990,15 @@ def print_table(console: Any, results: list[RunResult]) -> None:
             f"{r.max_ms:.1f}",
             f"[{'red' if r.errors else 'green'}]{r.errors}[/]",
             stored,
-            "/".join(
-                _fmt(v)
-                for v in (
-                    r.server_cpu_ms_per_1000_events,
-                    r.postgres_cpu_ms_per_1000_events,
-                    r.generator_cpu_ms_per_1000_events,
-                )
-            ),
+            f"{_fmt(r.server_cpu_ms_per_1000_events)}"
+            f"({_fmt(r.upkeep_cpu_ms_per_1000_events)})/"
+            f"{_fmt(r.postgres_cpu_ms_per_1000_events)}"
+            + (
+                f"({_fmt(r.postgres_upkeep_cpu_ms_per_1000_events)})"
+                if r.postgres_upkeep_cpu_ms_per_1000_events is not None
+                else ""
+            )
+            + f"/{_fmt(r.generator_cpu_ms_per_1000_events)}",
             f"{r.machine_busy_percent:.0f}% ({r.other_processes_busy_percent:.0f}%)",
         )
     console.print(table)
@@ -1033,7 +1100,9 @@ def main(argv: list[str] | None = None) -> int:
             if not result.failure:
                 console.print(
                     f"  {result.events_per_second:,.0f} events/s, "
-                    f"p99 {result.p99_ms:.1f} ms, errors {result.errors}"
+                    f"p99 {result.p99_ms:.1f} ms, errors {result.errors}, "
+                    f"{result.unresolved_events:,} events not yet resolved into profiles "
+                    "when the server stopped"
                 )
     print_table(console, results)
     report = {

@@ -1,13 +1,18 @@
-"""The database engine: PostgreSQL connections the server dropped are replaced before use."""
+"""The database engine: PostgreSQL connections the server dropped are replaced before use,
+connections say which Plait process they serve, and ``among`` finds the same rows however
+many values it is given."""
 
 from __future__ import annotations
+
+import multiprocessing
+import uuid
 
 import pytest
 import sqlalchemy as sa
 from tests.conftest import POSTGRES_ADMIN_URL
 
 from plait.core import db
-from plait.core.db import create_engine
+from plait.core.db import among, create_engine
 from plait.core.settings import Settings
 
 
@@ -55,3 +60,49 @@ def test_a_connection_in_steady_use_is_not_pinged(
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
     _backend_pid(pg_engine)
     assert len(pings) == 1
+
+
+def _application_name(url: str, home: str) -> str:
+    engine = create_engine(Settings(home=home, database_url=url))
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT current_setting('application_name')").scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_postgresql_connections_name_the_plait_process_they_serve(
+    tmp_path, postgres_url: str
+) -> None:
+    assert _application_name(postgres_url, str(tmp_path)) == "plait"
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1, initializer=_rename, initargs=("plait-upkeep",)) as pool:
+        assert pool.apply(_application_name, (postgres_url, str(tmp_path))) == "plait-upkeep"
+
+
+def _rename(name: str) -> None:
+    multiprocessing.current_process().name = name
+
+
+@pytest.mark.parametrize("count", [3, 64, 65, 5000])
+def test_among_finds_the_same_rows_for_short_and_long_lists(engine: sa.Engine, count: int) -> None:
+    table = sa.Table(
+        "among_probe",
+        sa.MetaData(),
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+    ids = [uuid.uuid4() for _ in range(2 * count)]
+    with engine.begin() as conn:
+        table.create(conn)
+        conn.execute(table.insert(), [{"id": i, "name": f"n{n}"} for n, i in enumerate(ids)])
+        wanted = ids[::2]
+        dialect = conn.dialect.name
+        by_id = conn.execute(sa.select(table.c.name).where(among(table.c.id, wanted, dialect)))
+        names = [f"n{n}" for n in range(0, 2 * count, 2)]
+        by_name = conn.execute(sa.select(table.c.id).where(among(table.c.name, names, dialect)))
+        found_names, found_ids = sorted(by_id.scalars()), sorted(by_name.scalars())
+        table.drop(conn)  # a pooled connection keeps its temporary tables
+    assert found_names == sorted(names)
+    assert found_ids == sorted(wanted)

@@ -237,16 +237,20 @@ def _claim_message_ids(
     """Record message ids as seen; returns (batch, position) of those not seen before."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})")
-        # One prepared statement with array parameters, whatever the group's size.
+        # One prepared statement with one JSON parameter, whatever the group's size: orjson
+        # writes it far faster than the driver adapts three arrays of Python values.
+        claims = orjson.dumps(
+            [
+                (source_id, message_id, batches[i].rows[p]["received_at"])
+                for (source_id, message_id), (i, p) in owner.items()
+            ]
+        )
         claimed = conn.exec_driver_sql(
             "INSERT INTO seen_messages (source_id, message_id, received_at) "
-            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
+            "SELECT (c->>0)::uuid, c->>1, (c->>2)::timestamptz "
+            "FROM jsonb_array_elements(%s::text::jsonb) AS c "
             "ON CONFLICT DO NOTHING RETURNING source_id, message_id",
-            (
-                [source_id for source_id, _ in owner],
-                [message_id for _, message_id in owner],
-                [batches[i].rows[p]["received_at"] for i, p in owner.values()],
-            ),
+            (claims.decode(),),
         )
         return [owner[(source_id, message_id)] for source_id, message_id in claimed]
     # SQLite answers with the stored form of the key; map it back to the batch position.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import multiprocessing
 import os
 import threading
 import time
@@ -117,6 +118,13 @@ def _ping_when_idle(engine: Engine) -> None:
             raise sa.exc.DisconnectionError(str(exc)) from exc
 
 
+def _process_name() -> str:
+    """How PostgreSQL's ``pg_stat_activity`` names this process's connections: ``plait``,
+    or the background process's name (``plait-upkeep``)."""
+    name = multiprocessing.current_process().name
+    return "plait" if name == "MainProcess" else name
+
+
 def create_engine(settings: Settings) -> Engine:
     """A new engine; on SQLite the data directory is created and WAL is switched on."""
     url = sa.make_url(settings.database_url)
@@ -127,7 +135,10 @@ def create_engine(settings: Settings) -> Engine:
             json_deserializer=orjson.loads,
             # In UTC, psycopg returns timestamps with ``datetime.UTC`` itself: nothing to
             # convert per row (a named zone, even ``Etc/UTC``, costs a conversion per value).
-            connect_args={"options": f"{url.query.get('options', '')} -c TimeZone=UTC".strip()},
+            connect_args={
+                "options": f"{url.query.get('options', '')} -c TimeZone=UTC".strip(),
+                "application_name": url.query.get("application_name", _process_name()),
+            },
             pool_size=10,
             max_overflow=20,
         )
@@ -460,11 +471,23 @@ def among(
 ) -> sa.ColumnElement[bool]:
     """``column IN values``; on PostgreSQL ``column = ANY(array)``, one parameter whatever the
     number of values, so the statement's text stays the same and the driver parses it once
-    (an ``IN`` list is written out afresh for every count)."""
+    (an ``IN`` list is written out afresh for every count). On SQLite a long list travels
+    as one JSON array, read back by ``json_each``, for the same reason."""
     if dialect == "postgresql":
         array = sa.bindparam(None, list(values), type_=postgresql.ARRAY(column.type))
         return column == sa.any_(array)
-    return column.in_(list(values))
+    values = list(values)
+    if dialect == "sqlite" and len(values) > _SQLITE_JSON_LIST_FROM:
+        process = column.type.bind_processor(_SQLITE)
+        stored = [process(value) for value in values] if process else values
+        listed = sa.func.json_each(sa.bindparam(None, orjson.dumps(stored).decode()))
+        return column.in_(sa.select(sa.column("value")).select_from(listed))
+    return column.in_(values)
+
+
+_SQLITE = sqlite.dialect()
+_SQLITE_JSON_LIST_FROM = 64
+"""Below this many values a plain ``IN`` list is quicker on SQLite (no JSON to parse)."""
 
 
 def chunks(values: Iterable[Any], size: int = 2000) -> Iterator[list[Any]]:
