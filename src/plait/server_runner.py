@@ -10,6 +10,7 @@ import uvicorn
 from plait import __version__
 from plait.core.console import console
 from plait.core.db import get_engine
+from plait.core.garbage import tune_for_serving
 from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
 from plait.upkeep import run_upkeep
@@ -20,7 +21,9 @@ def app_factory():  # type: ignore[no-untyped-def]
     from plait.server import create_app
 
     settings = get_settings()
-    return create_app(settings, migrate=False, warm=settings.server.warm_dashboard)
+    app = create_app(settings, migrate=False, warm=settings.server.warm_dashboard)
+    tune_for_serving()
+    return app
 
 
 def run_server(

@@ -22,6 +22,7 @@ from plait.collect.event_store import prune_seen
 from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
 from plait.core.db import analyze, checkpoint, get_engine, write
+from plait.core.garbage import tune_for_serving
 from plait.core.settings import Settings
 from plait.identity.identity_map import export_identity_map
 from plait.profiles.pipeline import SERVING_CHUNK_EVENTS, resolve
@@ -38,6 +39,7 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
     """Loop until the parent process exits (also when it is killed)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     engine = get_engine(settings)
+    tune_for_serving()
     interval = settings.server.lake_sync_interval_seconds
     threading.Thread(
         target=_checkpoint_loop, args=(engine, parent_pid), name="plait-checkpoint", daemon=True

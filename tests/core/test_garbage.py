@@ -1,13 +1,16 @@
-"""Pausing the cyclic garbage collector around hot paths."""
+"""Pausing the cyclic garbage collector around hot paths, and tuning it in the server's
+long-running processes."""
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import threading
+from pathlib import Path
 
 import pytest
 
-from plait.core.garbage import collector_paused
+from plait.core.garbage import SERVING_THRESHOLDS, collector_paused
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +76,23 @@ def test_overlapping_threads_leave_it_running_after_the_last_one() -> None:
         thread.join(10)
     assert seen == {"after A left": False}
     assert gc.isenabled()
+
+
+def _collector_of_a_started_server(home: str) -> tuple[tuple[int, ...], int]:
+    import os
+
+    os.environ["PLAIT_HOME"] = home
+    from plait.server_runner import app_factory
+
+    app_factory()
+    return gc.get_threshold(), gc.get_freeze_count()
+
+
+def test_the_server_process_collects_seldom_and_never_rescans_its_start_up(
+    tmp_path: Path,
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1) as pool:
+        thresholds, frozen = pool.apply(_collector_of_a_started_server, (str(tmp_path),))
+    assert thresholds == SERVING_THRESHOLDS
+    assert frozen > 10_000  # the modules, app and settings loaded at start-up
