@@ -76,8 +76,9 @@ def test_postgresql_connections_name_the_plait_process_they_serve(
 ) -> None:
     assert _application_name(postgres_url, str(tmp_path)) == "plait"
     spawn = multiprocessing.get_context("spawn")
-    with spawn.Pool(1, initializer=_rename, initargs=("plait-upkeep",)) as pool:
-        assert pool.apply(_application_name, (postgres_url, str(tmp_path))) == "plait-upkeep"
+    for process, expected in (("plait-upkeep", "plait-upkeep"), ("SpawnProcess-1", "plait")):
+        with spawn.Pool(1, initializer=_rename, initargs=(process,)) as pool:
+            assert pool.apply(_application_name, (postgres_url, str(tmp_path))) == expected
 
 
 def _rename(name: str) -> None:

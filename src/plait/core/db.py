@@ -120,9 +120,9 @@ def _ping_when_idle(engine: Engine) -> None:
 
 def _process_name() -> str:
     """How PostgreSQL's ``pg_stat_activity`` names this process's connections: ``plait``,
-    or the background process's name (``plait-upkeep``)."""
+    or a Plait background process's own name (``plait-upkeep``)."""
     name = multiprocessing.current_process().name
-    return "plait" if name == "MainProcess" else name
+    return name if name.startswith("plait-") else "plait"
 
 
 def create_engine(settings: Settings) -> Engine:
