@@ -478,7 +478,7 @@ def among(
         return column == sa.any_(array)
     values = list(values)
     if dialect == "sqlite" and len(values) > _SQLITE_JSON_LIST_FROM:
-        process = column.type.bind_processor(_SQLITE)
+        process = column.type._cached_bind_processor(_SQLITE)
         stored = [process(value) for value in values] if process else values
         listed = sa.func.json_each(sa.bindparam(None, orjson.dumps(stored).decode()))
         return column.in_(sa.select(sa.column("value")).select_from(listed))
