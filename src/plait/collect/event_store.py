@@ -27,7 +27,8 @@ from plait.core.db import (
 )
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
-from plait.identity.suppression import suppressed_keys
+from plait.identity.identifiers import suppression_key
+from plait.identity.suppression import any_suppressed, suppressed_keys
 
 events = sa.Table(
     "events",
@@ -198,17 +199,18 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
 
 
 def _suppressed_rows(conn: Connection, batches: Sequence[Batch]) -> set[tuple[int, int]]:
-    """(batch, position) of rows carrying an identifier on the suppression list."""
-    keys = {key for batch in batches for row in batch.rows for key in row["suppression_keys"]}
-    hits = suppressed_keys(conn, keys) if keys else set()
-    if not hits:
+    """(batch, position) of rows carrying an identifier on the suppression list (a row's
+    ``identifiers``, from :func:`~plait.collect.messages.normalize`). With nobody erased, as
+    is usual, one cheap query answers for the whole group."""
+    if not any(batch.rows for batch in batches) or not any_suppressed(conn):
         return set()
-    return {
-        (index, position)
+    keys_of = {
+        (index, position): {suppression_key(identifier) for identifier in row["identifiers"]}
         for index, batch in enumerate(batches)
         for position, row in enumerate(batch.rows)
-        if not hits.isdisjoint(row["suppression_keys"])
     }
+    hits = suppressed_keys(conn, set().union(*keys_of.values()))
+    return {place for place, keys in keys_of.items() if not hits.isdisjoint(keys)}
 
 
 def suppressed_row(row: dict[str, Any]) -> dict[str, Any]:

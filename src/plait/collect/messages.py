@@ -21,12 +21,7 @@ from plait.core.errors import InvalidInput
 from plait.core.ids import uuid7
 from plait.core.settings import IdentitySettings
 from plait.core.sources import Source
-from plait.identity.identifiers import (
-    IdentityRules,
-    anchor_of,
-    identifiers_of,
-    suppression_key,
-)
+from plait.identity.identifiers import IdentityRules, anchor_of, identifiers_of
 
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 SHORT_TYPES = {
@@ -213,7 +208,7 @@ def normalize(
     }
     identifiers = identifiers_of(row, rules.identity)
     row["identity_kind"], row["identity_value"] = anchor_of(identifiers) or (None, None)
-    row["suppression_keys"] = [suppression_key(identifier) for identifier in identifiers]
+    row["identifiers"] = identifiers
     return row
 
 

@@ -42,6 +42,12 @@ def suppressed_keys(conn: Connection, keys: Collection[str]) -> set[str]:
     return found
 
 
+def any_suppressed(conn: Connection) -> bool:
+    """Whether anyone is on the suppression list at all (one index probe)."""
+    table = suppressed_identifiers
+    return conn.execute(sa.select(table.c.key).limit(1)).first() is not None
+
+
 def suppress(conn: Connection, identifiers: Iterable[Identifier], profile_id: UUID) -> int:
     """Put identifiers on the suppression list; returns how many were new."""
     now = utcnow()
