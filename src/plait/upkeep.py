@@ -1,8 +1,8 @@
 """Background upkeep, run by ``plait serve`` in a process of its own: resolve new events
-into profiles every second, replicate them to the lake and export the identity map every
-few seconds, fold them into the analytics' kept history every minute, forget message ids
-older than the de-duplication window, and (SQLite) checkpoint the write-ahead log every
-second.
+into profiles every second (yielding to bursts of ingestion), replicate them to the lake and
+export the identity map every few seconds, fold them into the analytics' kept history every
+minute, forget message ids older than the de-duplication window, and (SQLite) checkpoint the
+write-ahead log every second.
 
 A separate process keeps this work off the request path (and off the request path's
 interpreter lock); it stops when the server that started it is gone."""
