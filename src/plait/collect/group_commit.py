@@ -13,9 +13,9 @@ from plait.core.db import write
 from plait.core.group_commit import GroupWorker
 
 POSTGRES_WRITERS = 2
-"""Groups PostgreSQL commits at once: while one waits for the server (its COPY, its WAL
-flush), the next is written. Ingest bench: 10,900 -> 11,800 events/s; more did no better.
-SQLite has one writer, so it gets one thread."""
+"""How many groups are written to PostgreSQL at once: while one waits for the server (its
+COPY, its WAL flush), the next is written. Ingest bench: 10,900 -> 11,800 events/s; more did
+no better. SQLite has one writer, so it gets one thread."""
 
 
 class GroupCommitter:

@@ -53,9 +53,9 @@ class ServerSettings(BaseModel):
     warm_interval_seconds: float = Field(60, gt=0)
     """At most one warm-up per interval, however often the lake syncs."""
     resolver_burst_share: float = Field(0.25, gt=0, le=1)
-    """While identity resolution has been behind for less than ``resolver_burst_seconds``
-    (a burst of ingestion), it takes at most this share of its time, so the burst keeps the
-    CPU; 1 turns the yielding off."""
+    """While events arrive faster than identity resolution takes them in (a burst of
+    ingestion), and for at most ``resolver_burst_seconds`` of its being behind, resolution
+    takes at most this share of its time, so the burst keeps the CPU; 1 turns this off."""
     resolver_burst_seconds: float = Field(30, ge=0)
     """How long identity resolution yields to a burst before it runs flat out to catch up."""
 
