@@ -651,12 +651,27 @@ def wait_resolved(
     home: Path, database_url: str | None, load_ended: float, limit: float = 180.0
 ) -> float | None:
     """Seconds from the end of the load until identity resolution had every stored event
-    (None if it had not within ``limit``): the server resolves behind a burst."""
-    while time.perf_counter() - load_ended < limit:
-        if stored_events(home, database_url)[1] == 0:
-            return max(0.0, time.perf_counter() - load_ended)
-        time.sleep(0.5)
-    return None
+    (None if it had not within ``limit``): the server resolves behind a burst. Each poll is
+    two index reads (the resolver's mark, the newest ``seq``), so polling does not load the
+    database whose catch-up it times."""
+    import sqlalchemy as sa
+
+    from plait.collect.event_store import newest_seq
+    from plait.core.db import create_engine
+    from plait.core.settings import Settings
+    from plait.identity.graph import identity_progress
+
+    engine = create_engine(Settings(home=home, database_url=database_url or ""))
+    try:
+        while time.perf_counter() - load_ended < limit:
+            with engine.connect() as conn:
+                resolved = conn.execute(sa.select(identity_progress.c.resolved_seq)).scalar()
+                if (resolved or 0) >= newest_seq(conn):
+                    return max(0.0, time.perf_counter() - load_ended)
+            time.sleep(0.5)
+        return None
+    finally:
+        engine.dispose()
 
 
 def postgres_version(admin_url: str) -> str | None:
