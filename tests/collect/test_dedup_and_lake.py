@@ -106,3 +106,44 @@ def test_only_one_replicator_runs_at_a_time(engine, settings, source) -> None:
         with read(engine) as conn:
             assert pending_count(conn) == 1
     assert sync_lake(engine, settings).rows == 1
+
+
+def test_the_lake_holds_awkward_values_exactly(engine, settings, source) -> None:
+    """Empty strings stay empty (not null), text with quotes, commas, newlines and non-ASCII
+    survives, JSON null is null, and times keep their microseconds."""
+    awkward = 'a "quoted", comma\nnew line, tab\t, backslash \\ and ünïcödé ✓'
+    messages = [
+        {
+            "type": "page",
+            "anonymousId": "anon-1",
+            "name": "",
+            "messageId": "m-awkward",
+            "properties": {"text": awkward, "empty": "", "nothing": None},
+            "traits": None,
+            "timestamp": "2026-05-01T12:00:00.123456Z",
+            "context": {"page": {"title": awkward}},
+        },
+        {"type": "track", "userId": awkward, "event": awkward, "messageId": "m-plain"},
+    ]
+    send(engine, settings, messages)
+    sync_lake(engine, settings)
+    lake = ds.dataset(f"{settings.lake}/events", format="parquet", partitioning="hive")
+    rows = {row["message_id"]: row for row in lake.to_table().to_pylist()}
+    with read(engine) as conn:
+        stored = {
+            row.message_id: row
+            for row in conn.execute(sa.select(events).order_by(events.c.seq)).mappings()
+        }
+    first, second = rows["m-awkward"], rows["m-plain"]
+    assert first["name"] == ""
+    assert first["user_id"] is None and first["traits"] is None and first["warnings"] is None
+    assert orjson.loads(first["properties"]) == {"text": awkward, "empty": "", "nothing": None}
+    assert orjson.loads(first["context"])["page"]["title"] == awkward
+    assert (second["user_id"], second["event"]) == (awkward, awkward)
+    for message_id, row in rows.items():
+        for name in ("id", "source_id"):
+            assert row[name] == str(stored[message_id][name])
+        for name in ("timestamp", "original_timestamp", "sent_at", "received_at"):
+            assert row[name] == stored[message_id][name], name
+        assert row["seq"] == stored[message_id]["seq"]
+    assert first["timestamp"].microsecond == 123456

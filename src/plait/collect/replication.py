@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -230,13 +231,28 @@ def _next_batch(engine: Engine, batch_rows: int, watermark: int) -> tuple[int, i
 
 
 def _lake_column(name: str, dialect: str) -> Any:
-    """A column as the lake wants it, converted by the database rather than row by row."""
+    """A column as the lake wants it, converted by the database rather than row by row.
+
+    On PostgreSQL every column leaves as CSV text: times as microseconds since the epoch, so
+    Arrow reads integers whatever the session's time zone."""
     if name == "source":
         return sources.c.name.label("source")
     column = events.c[name]
-    if name in _UUID_COLUMNS:
-        if dialect == "postgresql":
+    if name in _JSON_COLUMNS:
+        text = (
+            sa.cast(column, sa.Text)
+            if dialect == "postgresql"
+            else sa.type_coerce(column, sa.String)
+        )
+        return sa.func.nullif(text, "null").label(name)
+    if dialect == "postgresql":
+        if name in _UUID_COLUMNS:
             return sa.cast(column, sa.Text).label(name)
+        if name in _TIME_COLUMNS:
+            micros = sa.extract("epoch", column) * 1_000_000
+            return sa.cast(micros, sa.BigInteger).label(name)
+        return column
+    if name in _UUID_COLUMNS:
         raw = sa.type_coerce(column, sa.String)
         parts = [
             sa.func.substr(raw, start, length)
@@ -246,40 +262,74 @@ def _lake_column(name: str, dialect: str) -> Any:
         for part in parts[1:]:
             dashed = dashed.concat("-").concat(part)
         return sa.func.lower(dashed).label(name)
-    if name in _JSON_COLUMNS:
-        if dialect == "postgresql":
-            return sa.cast(column, sa.Text).label(name)
-        return sa.type_coerce(column, sa.String).label(name)
     if name in _TIME_COLUMNS:
-        target = sa.DateTime(timezone=True) if dialect == "postgresql" else sa.String()
-        return sa.type_coerce(column, target).label(name)
+        return sa.type_coerce(column, sa.String()).label(name)
     return column
+
+
+_STORED_SCHEMA = pa.schema([LAKE_SCHEMA.field(name) for name in _STORED_COLUMNS])
 
 
 def _range_table(
     conn: Connection, duck: duckdb.DuckDBPyConnection, seq_from: int, seq_to: int
 ) -> pa.Table:
     dialect = conn.dialect.name
-    rows = conn.execute(
+    query = (
         sa.select(*(_lake_column(name, dialect) for name in _STORED_COLUMNS))
         .join(sources, sources.c.id == events.c.source_id)
         .where(events.c.seq > seq_from, events.c.seq <= seq_to)
         .order_by(events.c.seq)
-    ).all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_STORED_COLUMNS)
-    arrays = []
-    for name, values in zip(_STORED_COLUMNS, columns, strict=True):
-        target = LAKE_SCHEMA.field(name).type
-        if name in _JSON_COLUMNS:
-            values = [None if value in (None, "null") else value for value in values]
-        if name in _TIME_COLUMNS and dialect != "postgresql":
-            arrays.append(pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(target))
-        else:
-            arrays.append(pa.array(values, target))
-    batch = pa.Table.from_arrays(
-        arrays, schema=pa.schema([LAKE_SCHEMA.field(name) for name in _STORED_COLUMNS])
     )
-    return _with_derived_columns(duck, batch)
+    read_range = _copied_table if dialect == "postgresql" else _fetched_table
+    return _with_derived_columns(duck, read_range(conn, query))
+
+
+def _copied_table(conn: Connection, query: sa.Select) -> pa.Table:
+    """PostgreSQL's rows as one CSV stream (``COPY … TO STDOUT``) parsed by Arrow: no Python
+    object per value, half the CPU of fetching rows."""
+    sql = query.compile(conn, compile_kwargs={"literal_binds": True})
+    data = bytearray()
+    with conn.connection.driver_connection.cursor().copy(
+        f"COPY ({sql}) TO STDOUT (FORMAT csv)"
+    ) as copy:
+        for chunk in copy:
+            data += chunk
+    as_read = {
+        name: pa.int64() if name in _TIME_COLUMNS else _STORED_SCHEMA.field(name).type
+        for name in _STORED_COLUMNS
+    }
+    table = pacsv.read_csv(
+        pa.py_buffer(bytes(data)),
+        read_options=pacsv.ReadOptions(column_names=_STORED_COLUMNS),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=as_read,
+            null_values=[""],  # NULL is an unquoted empty field; "" is an empty string
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    return _typed(table)
+
+
+def _fetched_table(conn: Connection, query: sa.Select) -> pa.Table:
+    """SQLite's rows, fetched and turned column by column into Arrow arrays."""
+    rows = conn.execute(query).all()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(_STORED_COLUMNS)
+    arrays = [
+        pa.array(values, pa.string() if name in _TIME_COLUMNS else _STORED_SCHEMA.field(name).type)
+        for name, values in zip(_STORED_COLUMNS, columns, strict=True)
+    ]
+    return _typed(pa.Table.from_arrays(arrays, names=_STORED_COLUMNS))
+
+
+def _typed(table: pa.Table) -> pa.Table:
+    """``table`` with its times (microseconds, or SQLite's text) as UTC timestamps."""
+    arrays = [
+        table[name].cast(pa.timestamp("us")).cast(_TIME) if name in _TIME_COLUMNS else table[name]
+        for name in _STORED_COLUMNS
+    ]
+    return pa.Table.from_arrays(arrays, schema=_STORED_SCHEMA)
 
 
 def _with_derived_columns(duck: duckdb.DuckDBPyConnection, batch: pa.Table) -> pa.Table:
