@@ -136,7 +136,7 @@ def test_the_lake_holds_awkward_values_exactly(engine, settings, source) -> None
         }
     first, second = rows["m-awkward"], rows["m-plain"]
     assert first["name"] == ""
-    assert first["user_id"] is None and first["traits"] is None and first["warnings"] is None
+    assert (first["user_id"], first["traits"], first["warnings"]) == (None, None, None)
     assert orjson.loads(first["properties"]) == {"text": awkward, "empty": "", "nothing": None}
     assert orjson.loads(first["context"])["page"]["title"] == awkward
     assert (second["user_id"], second["event"]) == (awkward, awkward)
