@@ -403,3 +403,26 @@ def test_sync_lake_leaves_events_that_arrive_during_it_to_the_next_run(
     report = sync_lake(engine, settings)
     assert (report.batches, report.rows) == (1, 4)
     _assert_lake_matches_database(settings, engine)
+
+
+def test_sync_lake_finishes_a_claimed_batch_whose_events_were_all_erased(
+    settings: Settings, engine: sa.Engine, source: dict[str, Any]
+) -> None:
+    """A batch claimed, then emptied (a person's erasure deletes their events) before it was
+    written: the next sync completes it with no rows, and goes on to newer events."""
+    website = _website(engine, source)
+    run = uuid.uuid4().hex[:8]
+    _ingest(engine, settings, website, _messages(run, 0, 4))
+    claimed = _next_batch(engine, 100_000, committed_seq(engine))
+    assert claimed is not None
+    _batch, seq_from, seq_to = claimed
+    with engine.begin() as conn:
+        conn.execute(events.delete().where(events.c.seq > seq_from, events.c.seq <= seq_to))
+    later = _messages(run, 1, 3)
+    _ingest(engine, settings, website, later)
+
+    report = sync_lake(engine, settings)
+    assert (report.batches, report.rows) == (2, len(later))
+    with engine.connect() as conn:
+        counts = conn.execute(sa.select(lake_batches.c.row_count).order_by(lake_batches.c.id))
+        assert list(counts.scalars()) == [0, len(later)]

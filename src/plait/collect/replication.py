@@ -294,12 +294,14 @@ def _copied_table(conn: Connection, query: sa.Select) -> pa.Table:
     ) as copy:
         for chunk in copy:
             data += chunk
+    if not data:  # every event of the range was erased since it was claimed
+        return _STORED_SCHEMA.empty_table()
     as_read = {
         name: pa.int64() if name in _TIME_COLUMNS else _STORED_SCHEMA.field(name).type
         for name in _STORED_COLUMNS
     }
     table = pacsv.read_csv(
-        pa.py_buffer(bytes(data)),
+        pa.py_buffer(data),
         read_options=pacsv.ReadOptions(column_names=_STORED_COLUMNS),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
