@@ -116,26 +116,42 @@ class Stored:
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "seq")
 
 
+EVENT_KEYS = tuple(str(name) for name in EVENT_COLUMNS)
+
+
 @dataclass(frozen=True)
 class Batch:
     """One request's events and rejections, ready to store.
 
-    ``params`` and ``seen_params`` are its rows already bound for the driver
-    (:meth:`bound`), so a caller can do that work on its own thread before queueing for a
-    shared commit.
+    ``params`` and ``seen_params`` (SQLite), or ``encoded`` (PostgreSQL), are its rows
+    already prepared for the driver (:meth:`bound`), so a caller can do that work on its own
+    thread before queueing for a shared commit.
     """
 
     rows: Sequence[dict[str, Any]]
     rejected: Sequence[dict[str, Any]] = ()
     params: Sequence[tuple[Any, ...]] | None = None
     seen_params: Sequence[tuple[Any, ...]] | None = None
+    encoded: Sequence[bytes] | None = None
 
     @classmethod
     def bound(
         cls, dialect: sa.Dialect, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]
     ) -> Batch:
-        """A batch whose rows are already bound for the driver."""
+        """A batch whose rows are already prepared for the driver: each row as JSON for
+        PostgreSQL, which parses them in its own process (:func:`_insert_encoded`); bound
+        parameter tuples for SQLite."""
+        if dialect.name == "postgresql":
+            return cls(rows, rejected, encoded=[_encoded(row) for row in rows])
         return cls(rows, rejected, _events_plan(dialect).bind(rows), _seen_plan(dialect).bind(rows))
+
+    @property
+    def prepared(self) -> bool:
+        return self.params is not None or self.encoded is not None
+
+
+def _encoded(row: dict[str, Any]) -> bytes:
+    return orjson.dumps({key: row[key] for key in EVENT_KEYS})
 
 
 SEEN_COLUMNS = ("source_id", "message_id", "received_at")
@@ -175,14 +191,16 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
     if owner:
         dialect = conn.dialect
         batches = [
-            batch if batch.params is not None else Batch.bound(dialect, batch.rows, batch.rejected)
+            batch if batch.prepared else Batch.bound(dialect, batch.rows, batch.rejected)
             for batch in batches
         ]
-        params = []
-        for index, position in _claim_message_ids(conn, batches, owner):
+        claimed = _claim_message_ids(conn, batches, owner)
+        for index, _position in claimed:
             accepted[index] += 1
-            params.append(batches[index].params[position])
-        _events_plan(dialect).execute(conn, params)
+        if dialect.name == "postgresql":
+            _insert_encoded(conn, [batches[i].encoded[p] for i, p in claimed])
+        else:
+            _events_plan(dialect).execute(conn, [batches[i].params[p] for i, p in claimed])
     rejected_rows = [row for batch in batches for row in batch.rejected]
     rejected_rows += [suppressed_row(batches[i].rows[p]) for i, p in sorted(suppressed)]
     if rejected_rows:
@@ -196,6 +214,19 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
         for index, batch in enumerate(batches)
         for mine in [sorted(p for i, p in suppressed if i == index)]
     ]
+
+
+def _insert_encoded(conn: Connection, encoded: Sequence[bytes]) -> None:
+    """Insert rows given as JSON objects in one statement: PostgreSQL parses them into
+    ``events`` rows in its own process, off the server's GIL. Against binding values and
+    formatting them for COPY, the server spends about 20 µs less CPU per event and
+    PostgreSQL about 10 more; the ingest bench does 7 % more events/s (bench/README.md)."""
+    if encoded:
+        conn.exec_driver_sql(
+            f"INSERT INTO events ({', '.join(EVENT_KEYS)}) SELECT {', '.join(EVENT_KEYS)} "
+            "FROM jsonb_populate_recordset(NULL::events, %s::jsonb)",
+            ((b"[" + b",".join(encoded) + b"]").decode(),),
+        )
 
 
 def _suppressed_rows(conn: Connection, batches: Sequence[Batch]) -> set[tuple[int, int]]:
