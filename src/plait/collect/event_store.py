@@ -36,7 +36,7 @@ events = sa.Table(
     sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("id", sa.Uuid, nullable=False, unique=True),
     sa.Column("message_id", sa.Text, nullable=False),
-    sa.Column("source_id", sa.Uuid, sa.ForeignKey("sources.id"), nullable=False),
+    sa.Column("source_id", sa.Uuid, nullable=False),
     sa.Column("type", sa.String(16), nullable=False),
     sa.Column("event", sa.Text),
     sa.Column("name", sa.Text),
@@ -66,6 +66,8 @@ events = sa.Table(
     sa.Index("ix_events_identity", "identity_kind", "identity_value", "timestamp"),
     sa.Index("ix_events_anonymous_id", "anonymous_id", "timestamp"),
     sa.Index("ix_events_source_id", "source_id", "timestamp"),
+    # A per-event trigger on PostgreSQL (migration 0007 says why it is SQLite's only).
+    sa.ForeignKeyConstraint(["source_id"], ["sources.id"]).ddl_if(dialect="sqlite"),
     sqlite_autoincrement=True,
 )
 """Events in arrival order: ``seq`` only grows, which is what lake replication follows.
