@@ -19,6 +19,7 @@ from plait.core.db import (
     InsertPlan,
     JSONValue,
     UTCDateTime,
+    chunks,
     dialect_insert,
     insert_plan,
     metadata,
@@ -164,12 +165,7 @@ def _events_plan(dialect: sa.Dialect) -> InsertPlan:
 
 
 def _seen_plan(dialect: sa.Dialect) -> InsertPlan:
-    return insert_plan(
-        dialect,
-        seen_messages,
-        SEEN_COLUMNS,
-        "ON CONFLICT DO NOTHING RETURNING source_id, message_id",
-    )
+    return insert_plan(dialect, seen_messages, SEEN_COLUMNS)
 
 
 def store(conn: Connection, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored:
@@ -289,17 +285,30 @@ def _claim_message_ids(
             (claims.decode(),),
         )
         return [owner[(source_id, message_id)] for source_id, message_id in claimed]
-    # SQLite answers with the stored form of the key; map it back to the batch position.
-    by_stored = {}
-    params = []
-    for index, position in owner.values():
-        bound = batches[index].seen_params[position]
-        by_stored[(bound[0], bound[1])] = (index, position)
-        params.append(bound)
-    return [
-        by_stored[(stored, message)]
-        for stored, message in _seen_plan(conn.dialect).execute(conn, params)
-    ]
+    # SQLite has one writer, so looking the ids up and then inserting the new ones is as good
+    # as one statement. It answers in one step when nothing is a duplicate (the usual case),
+    # where RETURNING hands back each claimed row in a step of its own, each letting go of
+    # the GIL and queueing to take it back behind the request threads.
+    places = list(owner.values())
+    bound = [batches[index].seen_params[position] for index, position in places]
+    seen = _seen_among(conn, bound)
+    fresh = [k for k, params in enumerate(bound) if (params[0], params[1]) not in seen]
+    _seen_plan(conn.dialect).execute(conn, [bound[k] for k in fresh])
+    return [places[k] for k in fresh]
+
+
+def _seen_among(conn: Connection, bound: Sequence[tuple[Any, ...]]) -> set[tuple[Any, Any]]:
+    """Which of these (SQLite-bound) claims' keys ``seen_messages`` already holds."""
+    seen: set[tuple[Any, Any]] = set()
+    for chunk in chunks(bound, 10_000):
+        pairs = ", ".join(["(?, ?)"] * len(chunk))
+        found = conn.exec_driver_sql(
+            f"SELECT s.source_id, s.message_id FROM (VALUES {pairs}) AS v "
+            "JOIN seen_messages AS s ON s.source_id = v.column1 AND s.message_id = v.column2",
+            tuple(value for params in chunk for value in params[:2]),
+        )
+        seen.update((source_id, message_id) for source_id, message_id in found)
+    return seen
 
 
 def rejection_row(
