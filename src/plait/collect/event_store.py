@@ -154,7 +154,9 @@ class Batch:
 
 
 def _encoded(row: dict[str, Any]) -> bytes:
-    return orjson.dumps({key: row[key] for key in EVENT_KEYS})
+    """A row as JSON, whole: PostgreSQL skips the keys that are not columns (the row's
+    ``identifiers``, ~100 bytes); picking the columns out cost Python 2.5 µs per event."""
+    return orjson.dumps(row)
 
 
 SEEN_COLUMNS = ("source_id", "message_id", "received_at")
