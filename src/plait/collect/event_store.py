@@ -119,9 +119,6 @@ class Stored:
 EVENT_COLUMNS = tuple(column.name for column in events.columns if column.name != "seq")
 
 
-EVENT_KEYS = tuple(str(name) for name in EVENT_COLUMNS)
-
-
 @dataclass(frozen=True)
 class Batch:
     """One request's events and rejections, ready to store.
@@ -222,11 +219,13 @@ def _insert_encoded(conn: Connection, encoded: Sequence[bytes]) -> None:
     formatting them for COPY, the server spends about 20 µs less CPU per event and
     PostgreSQL about 10 more; the ingest bench does 7 % more events/s (bench/README.md)."""
     if encoded:
-        conn.exec_driver_sql(
-            f"INSERT INTO events ({', '.join(EVENT_KEYS)}) SELECT {', '.join(EVENT_KEYS)} "
-            "FROM jsonb_populate_recordset(NULL::events, %s::jsonb)",
-            ((b"[" + b",".join(encoded) + b"]").decode(),),
-        )
+        conn.exec_driver_sql(_INSERT_ENCODED, ((b"[" + b",".join(encoded) + b"]").decode(),))
+
+
+_INSERT_ENCODED = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT {', '.join(EVENT_COLUMNS)} "
+    "FROM jsonb_populate_recordset(NULL::events, %s::jsonb)"
+)
 
 
 def _suppressed_rows(conn: Connection, batches: Sequence[Batch]) -> set[tuple[int, int]]:
