@@ -490,18 +490,18 @@ def process_tree(pid: int) -> list[int]:
 
 
 def upkeep_processes(pids: Iterable[int]) -> list[int]:
-    """The server's upkeep process among ``pids``: the first child it started through
-    multiprocessing (uvicorn's worker processes, if any, are started after it)."""
-    started = {}
+    """The server's upkeep process among ``pids``: it names itself (``/proc/<pid>/comm``)."""
+    from plait.upkeep import UPKEEP_PROCESS_NAME
+
+    found = []
     for pid in pids:
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
         except OSError:
             continue
-        if b"spawn_main" in cmdline:
-            started[pid] = int(stat[19])  # starttime
-    return [min(started, key=started.__getitem__)] if started else []
+        if name == UPKEEP_PROCESS_NAME:
+            found.append(pid)
+    return found
 
 
 def postgres_processes(database: str) -> list[int]:

@@ -1,11 +1,16 @@
-"""The upkeep's identity resolution yields to a burst of ingestion, then catches up."""
+"""The upkeep process: its identity resolution yields to a burst of ingestion, then catches
+up; it shows under its own name and ends with the server that started it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 
-from plait.core.settings import ServerSettings
-from plait.upkeep import yielding
+from tests.conftest import LiveServer
+
+from plait.core.settings import ServerSettings, Settings
+from plait.upkeep import UPKEEP_PROCESS_NAME, yielding
 
 BURST = ServerSettings(resolver_burst_share=0.25, resolver_burst_seconds=30)
 
@@ -66,3 +71,47 @@ def test_a_share_of_one_never_yields() -> None:
     server = ServerSettings(resolver_burst_share=1, resolver_burst_seconds=30)
     world.resolve(world.hook(server, behind_for=0), [0.1])
     assert world.slept == []
+
+
+def _children(pid: int) -> list[int]:
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _stat(int(entry.name))[1:2] == [str(pid)]
+    ]
+
+
+def _stat(pid: int) -> list[str]:
+    """State, parent pid, ... of a process (``/proc/<pid>/stat``); empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def test_the_upkeep_process_shows_its_name_and_ends_with_its_server(
+    settings: Settings, engine: object
+) -> None:
+    """``plait serve``'s upkeep names itself (for ``ps``, ``top`` and the ingest bench) and,
+    when the server is killed outright, exits instead of living on as an orphan."""
+    server = LiveServer(settings).start()
+    assert server.process is not None
+    try:
+        deadline, upkeep = time.monotonic() + 60, []
+        while not upkeep and time.monotonic() < deadline:
+            upkeep = [p for p in _children(server.process.pid) if _name(p) == UPKEEP_PROCESS_NAME]
+            time.sleep(0.1)
+        assert len(upkeep) == 1
+    finally:
+        server.kill()
+    deadline = time.monotonic() + 20
+    while _stat(upkeep[0])[:1] not in ([], ["Z"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _stat(upkeep[0])[:1] in ([], ["Z"])

@@ -9,6 +9,7 @@ interpreter lock); it stops when the server that started it is gone."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
@@ -33,6 +35,8 @@ from plait.web.sessions import purge_sessions
 
 log = logging.getLogger("plait.upkeep")
 
+UPKEEP_PROCESS_NAME = "plait-upkeep"
+
 ANALYZE_SECONDS = 600
 """How often SQLite's planner statistics are refreshed (PostgreSQL's autovacuum does it)."""
 
@@ -40,6 +44,7 @@ ANALYZE_SECONDS = 600
 def run_upkeep(settings: Settings, parent_pid: int) -> None:
     """Loop until the parent process exits (also when it is killed)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    _name_process(UPKEEP_PROCESS_NAME)
     engine = get_engine(settings)
     tune_for_serving()
     interval = settings.server.lake_sync_interval_seconds
@@ -73,6 +78,13 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and os.getppid() == parent_pid:
             time.sleep(min(0.5, interval))
+
+
+def _name_process(name: str) -> None:
+    """Show ``name`` as this process's command name (Linux: ``ps``, ``top``), so operators
+    and the ingest bench can tell the upkeep from the server's workers."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
 
 
 def _resolve_loop(engine: Engine, settings: Settings, parent_pid: int) -> None:
