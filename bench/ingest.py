@@ -869,7 +869,9 @@ def run_once(args: argparse.Namespace, database: str, workers: int, log: Any) ->
         if pg_name:
             db_after = cpu_seconds([*db_before, *postgres_processes(pg_name)])
             result.postgres_cpu_seconds = cpu_used(db_before, db_after)
-            upkeep_backends = postgres_backends_of(args.pg_admin_url, pg_name, "plait-upkeep")
+            from plait.upkeep import UPKEEP_PROCESS_NAME  # its connections' application_name
+
+            upkeep_backends = postgres_backends_of(args.pg_admin_url, pg_name, UPKEEP_PROCESS_NAME)
             result.postgres_upkeep_cpu_seconds = cpu_used(
                 {pid: db_before.get(pid, 0.0) for pid in upkeep_backends if pid in db_after},
                 {pid: db_after[pid] for pid in upkeep_backends if pid in db_after},

@@ -13,7 +13,7 @@ from plait.core.db import get_engine
 from plait.core.garbage import tune_for_serving
 from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
-from plait.upkeep import run_upkeep
+from plait.upkeep import UPKEEP_PROCESS_NAME, run_upkeep
 
 
 def app_factory():  # type: ignore[no-untyped-def]
@@ -39,7 +39,10 @@ def run_server(
         highlight=False,
     )
     upkeep = multiprocessing.get_context("spawn").Process(
-        target=run_upkeep, args=(settings, os.getpid()), name="plait-upkeep", daemon=True
+        target=run_upkeep,
+        args=(settings, os.getpid()),
+        name=UPKEEP_PROCESS_NAME,
+        daemon=True,
     )
     upkeep.start()
     try:
