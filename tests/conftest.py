@@ -115,8 +115,11 @@ def free_port() -> int:
 class LiveServer:
     """A real ``plait serve`` process on loopback, which tests may kill and restart."""
 
-    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, extra_env: dict[str, str] | None = None, args: tuple = ()
+    ) -> None:
         self.settings = settings
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -130,7 +133,7 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "plait", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "plait", "serve", "--port", str(self.port), *self.args],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

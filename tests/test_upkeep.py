@@ -1,5 +1,5 @@
 """The upkeep process: its identity resolution yields to a burst of ingestion, then catches
-up; it shows under its own name and ends with the server that started it."""
+up; it shows under its own name and, like the server's workers, ends with the server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+import pytest
 from tests.conftest import LiveServer
 
 from plait.core.settings import ServerSettings, Settings
@@ -96,22 +98,30 @@ def _name(pid: int) -> str:
         return ""
 
 
-def test_the_upkeep_process_shows_its_name_and_ends_with_its_server(
-    settings: Settings, engine: object
-) -> None:
-    """``plait serve``'s upkeep names itself (for ``ps``, ``top`` and the ingest bench) and,
-    when the server is killed outright, exits instead of living on as an orphan."""
-    server = LiveServer(settings).start()
+def test_a_killed_server_leaves_no_process_behind(settings: Settings, engine: object) -> None:
+    """``plait serve --workers 2`` killed outright: its upkeep (which names itself, for ``ps``,
+    ``top`` and the ingest bench) and its worker processes exit instead of living on as
+    orphans, still serving the port."""
+    server = LiveServer(settings, args=("--workers", "2")).start()
     assert server.process is not None
     try:
-        deadline, upkeep = time.monotonic() + 60, []
-        while not upkeep and time.monotonic() < deadline:
-            upkeep = [p for p in _children(server.process.pid) if _name(p) == UPKEEP_PROCESS_NAME]
+        deadline, children = time.monotonic() + 60, []
+        while time.monotonic() < deadline:
+            children = _children(server.process.pid)
+            if any(_name(pid) == UPKEEP_PROCESS_NAME for pid in children):
+                break
             time.sleep(0.1)
-        assert len(upkeep) == 1
+        assert [pid for pid in children if _name(pid) == UPKEEP_PROCESS_NAME]
+        assert len(children) >= 3  # the upkeep and two workers
     finally:
         server.kill()
-    deadline = time.monotonic() + 20
-    while _stat(upkeep[0])[:1] not in ([], ["Z"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _stat(upkeep[0])[:1] in ([], ["Z"])
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in children if _alive(pid)] == []
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/health", timeout=2)
+
+
+def _alive(pid: int) -> bool:
+    return _stat(pid)[:1] not in ([], ["Z"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
+import time
 
 import uvicorn
 
@@ -15,6 +18,9 @@ from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
 from plait.upkeep import UPKEEP_PROCESS_NAME, run_upkeep
 
+SERVER_PID_VARIABLE = "PLAIT_SERVER_PID"
+"""Set by :func:`run_server` for its worker processes: the pid of the server that started them."""
+
 
 def app_factory():  # type: ignore[no-untyped-def]
     """The application, for uvicorn's ``--factory`` (worker processes build their own)."""
@@ -23,7 +29,26 @@ def app_factory():  # type: ignore[no-untyped-def]
     settings = get_settings()
     app = create_app(settings, migrate=False, warm=settings.server.warm_dashboard)
     tune_for_serving()
+    _end_with_server()
     return app
+
+
+def _end_with_server() -> None:
+    """In a worker process of ``plait serve --workers N``, shut down (as on SIGTERM: requests
+    in flight are finished) once the server that started it is gone, even killed outright,
+    instead of serving on as an orphan. The upkeep process does the same."""
+    server = os.environ.get(SERVER_PID_VARIABLE)
+    if server is None or int(server) == os.getpid():
+        return
+    threading.Thread(
+        target=_stop_when_orphaned, args=(int(server),), name="plait-parent-watch", daemon=True
+    ).start()
+
+
+def _stop_when_orphaned(server_pid: int) -> None:
+    while os.getppid() == server_pid:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_server(
@@ -45,6 +70,7 @@ def run_server(
         daemon=True,
     )
     upkeep.start()
+    os.environ[SERVER_PID_VARIABLE] = str(os.getpid())
     try:
         uvicorn.run(
             "plait.server_runner:app_factory",
