@@ -116,7 +116,10 @@ class LiveServer:
     """A real ``plait serve`` process on loopback, which tests may kill and restart."""
 
     def __init__(
-        self, settings: Settings, extra_env: dict[str, str] | None = None, args: tuple = ()
+        self,
+        settings: Settings,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.args = args
