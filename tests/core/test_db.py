@@ -107,3 +107,36 @@ def test_among_finds_the_same_rows_for_short_and_long_lists(engine: sa.Engine, c
         table.drop(conn)  # a pooled connection keeps its temporary tables
     assert found_names == sorted(names)
     assert found_ids == sorted(wanted)
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path) -> sa.Engine:
+    engine = create_engine(Settings(home=tmp_path))
+    engine.pool = sa.pool.SingletonThreadPool(engine.pool._creator, pool_size=1)
+    yield engine
+    engine.dispose()
+
+
+def _temp_store(conn: sa.Connection) -> int:
+    return conn.exec_driver_sql("PRAGMA temp_store").scalar_one()
+
+
+def test_a_write_can_keep_sqlites_statement_journals_in_memory_for_itself_only(
+    sqlite_engine: sa.Engine,
+) -> None:
+    with db.write(sqlite_engine, journal_in_memory=True) as conn:
+        assert _temp_store(conn) == 2  # MEMORY
+        conn.exec_driver_sql("CREATE TABLE kept (n INTEGER)")
+
+    def failing_write() -> None:
+        with db.write(sqlite_engine, journal_in_memory=True) as conn:
+            conn.exec_driver_sql("INSERT INTO kept VALUES (1)")
+            raise RuntimeError("the transaction fails")
+
+    with pytest.raises(RuntimeError):
+        failing_write()
+    with sqlite_engine.connect() as conn:
+        assert _temp_store(conn) == 0  # DEFAULT again, after success and after failure
+        assert conn.exec_driver_sql("SELECT count(*) FROM kept").scalar_one() == 0
+    with db.write(sqlite_engine) as conn:
+        assert _temp_store(conn) == 0

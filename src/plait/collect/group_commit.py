@@ -44,5 +44,5 @@ class GroupCommitter:
         self._worker.close()
 
     def _commit(self, batches: Sequence[Batch]) -> list[Stored]:
-        with write(self.engine) as conn:
+        with write(self.engine, journal_in_memory=True) as conn:
             return store_groups(conn, batches)

@@ -223,5 +223,5 @@ def _store(
 ) -> Stored:
     if committer is not None:
         return committer.store(rows, rejected)
-    with write(engine) as conn:
+    with write(engine, journal_in_memory=True) as conn:
         return store(conn, rows, rejected)
