@@ -59,10 +59,12 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 from ingest import (
     DEFAULT_PG_ADMIN_URL,
+    TRANSPORT_ERRORS,
     cpu_seconds,
     cpu_used,
     create_pg_database,
     drop_pg_database,
+    exchange,
     free_port,
     machine_info,
     percentile,
@@ -231,14 +233,10 @@ async def send_load(
                 began = time.perf_counter()
                 status, error = 0, None
                 try:
-                    writer.write(request)
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    status = int(head.split(b" ", 2)[1])
-                    length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
-                    body = await reader.readexactly(int(length.group(1)) if length else 0)
+                    status, body = await exchange(reader, writer, request)
                     if status != 200:
                         error = f"HTTP {status}: {body[:200].decode(errors='replace')}"
-                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                except TRANSPORT_ERRORS as exc:
                     error = f"{type(exc).__name__}: {exc}"[:200]
                     records.append((began, time.perf_counter(), status, error))
                     return
