@@ -100,8 +100,8 @@ def _name(pid: int) -> str:
 
 def test_a_killed_server_leaves_no_process_behind(settings: Settings, engine: object) -> None:
     """``plait serve --workers 2`` killed outright: its upkeep (which names itself, for ``ps``,
-    ``top`` and the ingest bench) and its worker processes exit instead of living on as
-    orphans, still serving the port."""
+    ``top`` and the ingest bench, and runs at a lower CPU priority than the workers) and its
+    worker processes exit instead of living on as orphans, still serving the port."""
     server = LiveServer(settings, args=("--workers", "2")).start()
     assert server.process is not None
     try:
@@ -111,8 +111,12 @@ def test_a_killed_server_leaves_no_process_behind(settings: Settings, engine: ob
             if any(_name(pid) == UPKEEP_PROCESS_NAME for pid in children):
                 break
             time.sleep(0.1)
-        assert [pid for pid in children if _name(pid) == UPKEEP_PROCESS_NAME]
+        upkeep = [pid for pid in children if _name(pid) == UPKEEP_PROCESS_NAME]
+        assert upkeep
         assert len(children) >= 3  # the upkeep and two workers
+        serving = _nice(server.process.pid)
+        assert _nice(upkeep[0]) == min(19, serving + settings.server.upkeep_nice)
+        assert {_nice(pid) for pid in children if pid not in upkeep} == {serving}
     finally:
         server.kill()
     deadline = time.monotonic() + 30
@@ -121,6 +125,10 @@ def test_a_killed_server_leaves_no_process_behind(settings: Settings, engine: ob
     assert [pid for pid in children if _alive(pid)] == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/health", timeout=2)
+
+
+def _nice(pid: int) -> int:
+    return int(_stat(pid)[16])
 
 
 def _alive(pid: int) -> bool:

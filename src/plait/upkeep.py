@@ -45,6 +45,7 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
     """Loop until the parent process exits (also when it is killed)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     _name_process(UPKEEP_PROCESS_NAME)
+    os.nice(settings.server.upkeep_nice)
     engine = get_engine(settings)
     tune_for_serving()
     interval = settings.server.lake_sync_interval_seconds

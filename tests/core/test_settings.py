@@ -45,3 +45,8 @@ def test_bad_settings_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv("PLAIT_CONFIG")
     with pytest.raises(ValidationError, match="unknown_setting"):
         Settings(unknown_setting=1)
+    # A nice increment outside 0-19 would raise, or raise the upkeep above the server.
+    for nice in ("-5", "20"):
+        monkeypatch.setenv("PLAIT_SERVER__UPKEEP_NICE", nice)
+        with pytest.raises(ValidationError, match="upkeep_nice"):
+            Settings()
