@@ -112,20 +112,22 @@ def test_among_finds_the_same_rows_for_short_and_long_lists(engine: sa.Engine, c
 @pytest.fixture
 def sqlite_engine(tmp_path) -> sa.Engine:
     engine = create_engine(Settings(home=tmp_path))
-    engine.pool = sa.pool.SingletonThreadPool(engine.pool._creator, pool_size=1)
     yield engine
     engine.dispose()
 
 
-def _temp_store(conn: sa.Connection) -> int:
+def _temp_store(conn: sa.Connection, seen: set[int]) -> int:
+    """The connection's temp_store; ``seen`` collects which driver connections answered."""
+    seen.add(id(conn.connection.driver_connection))
     return conn.exec_driver_sql("PRAGMA temp_store").scalar_one()
 
 
 def test_a_write_can_keep_sqlites_statement_journals_in_memory_for_itself_only(
     sqlite_engine: sa.Engine,
 ) -> None:
+    seen: set[int] = set()
     with db.write(sqlite_engine, journal_in_memory=True) as conn:
-        assert _temp_store(conn) == 2  # MEMORY
+        assert _temp_store(conn, seen) == 2  # MEMORY
         conn.exec_driver_sql("CREATE TABLE kept (n INTEGER)")
 
     def failing_write() -> None:
@@ -136,7 +138,8 @@ def test_a_write_can_keep_sqlites_statement_journals_in_memory_for_itself_only(
     with pytest.raises(RuntimeError):
         failing_write()
     with sqlite_engine.connect() as conn:
-        assert _temp_store(conn) == 0  # DEFAULT again, after success and after failure
+        assert _temp_store(conn, seen) == 0  # DEFAULT again, after success and after failure
         assert conn.exec_driver_sql("SELECT count(*) FROM kept").scalar_one() == 0
     with db.write(sqlite_engine) as conn:
-        assert _temp_store(conn) == 0
+        assert _temp_store(conn, seen) == 0
+    assert len(seen) == 1  # one pooled connection throughout: what it was left with shows
