@@ -112,6 +112,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def process_stat(pid: int) -> list[str]:
+    """State, parent pid, ... of a process (``/proc/<pid>/stat`` after the command name);
+    empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def child_pids(pid: int) -> list[int]:
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and process_stat(int(entry.name))[1:2] == [str(pid)]
+    ]
+
+
+def is_alive(pid: int) -> bool:
+    return process_stat(pid)[:1] not in ([], ["Z"])
+
+
 class LiveServer:
     """A real ``plait serve`` process on loopback, which tests may kill and restart."""
 
@@ -154,11 +175,17 @@ class LiveServer:
         raise RuntimeError("plait serve did not come up within 90 s")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handlers, no flushing."""
+        """SIGKILL: no shutdown handlers, no flushing. Returns once the server's children (its
+        upkeep, its workers), which notice and stop by themselves, are gone too (or after
+        30 s), so that none of them is still at work when the next test empties the database."""
         if self.process is not None:
+            children = child_pids(self.process.pid)
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+            deadline = time.monotonic() + 30
+            while any(is_alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.1)
 
     def stop(self) -> None:
         if self.process is not None:

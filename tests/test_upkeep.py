@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, child_pids, is_alive, process_stat
 
 from plait.core.settings import ServerSettings, Settings
 from plait.upkeep import UPKEEP_PROCESS_NAME, yielding
@@ -75,22 +75,6 @@ def test_a_share_of_one_never_yields() -> None:
     assert world.slept == []
 
 
-def _children(pid: int) -> list[int]:
-    return [
-        int(entry.name)
-        for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and _stat(int(entry.name))[1:2] == [str(pid)]
-    ]
-
-
-def _stat(pid: int) -> list[str]:
-    """State, parent pid, ... of a process (``/proc/<pid>/stat``); empty once it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return []
-
-
 def _name(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -107,7 +91,7 @@ def test_a_killed_server_leaves_no_process_behind(settings: Settings, engine: ob
     try:
         deadline, children = time.monotonic() + 60, []
         while time.monotonic() < deadline:
-            children = _children(server.process.pid)
+            children = child_pids(server.process.pid)
             if any(_name(pid) == UPKEEP_PROCESS_NAME for pid in children):
                 break
             time.sleep(0.1)
@@ -118,18 +102,11 @@ def test_a_killed_server_leaves_no_process_behind(settings: Settings, engine: ob
         assert _nice(upkeep[0]) == min(19, serving + settings.server.upkeep_nice)
         assert {_nice(pid) for pid in children if pid not in upkeep} == {serving}
     finally:
-        server.kill()
-    deadline = time.monotonic() + 30
-    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert [pid for pid in children if _alive(pid)] == []
+        server.kill()  # returns once the children are gone, or after 30 s
+    assert [pid for pid in children if is_alive(pid)] == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/health", timeout=2)
 
 
 def _nice(pid: int) -> int:
-    return int(_stat(pid)[16])
-
-
-def _alive(pid: int) -> bool:
-    return _stat(pid)[:1] not in ([], ["Z"])
+    return int(process_stat(pid)[16])
