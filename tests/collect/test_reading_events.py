@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
+from plait.collect.event_store import EventFilter, list_events
 from plait.collect.ingest import ingest, rules_from_settings
 from plait.collect.messages import Envelope
 from plait.core.clock import utcnow
@@ -110,3 +112,67 @@ def test_cli_bad_filter_is_one_line_and_exit_2(cli, history) -> None:
     assert result.stderr.strip().splitlines() == [
         "error: --type must be one of alias, group, identify, page, screen, track (field: type)"
     ]
+
+
+@pytest.fixture
+def anonymous_history(engine, settings, source) -> None:
+    """Events carrying anonymous id a1 anchored on it, on a user id and on an email, and
+    others that must not be found by it."""
+    with read(engine) as conn:
+        website = find_source(conn, "Website")
+    messages = [
+        {"type": "page", "anonymousId": "a1", "name": "anchored on a1"},
+        {"type": "track", "userId": "u1", "anonymousId": "a1", "event": "anchored on u1"},
+        {"type": "identify", "anonymousId": "a1", "traits": {"email": "ana@example.com"}},
+        {"type": "page", "anonymousId": "undefined", "name": "junk: anchored on nothing"},
+        {"type": "page", "userId": "a1", "anonymousId": "a9", "name": "a user id a1"},
+        {"type": "page", "userId": "u1", "anonymousId": "a2", "name": "another device"},
+    ]
+    for i, message in enumerate(messages):
+        message.update(messageId=f"n{i}", timestamp=f"2026-03-02T10:0{i}:00Z")
+    ingest(engine, messages, Envelope(website, utcnow()), rules_from_settings(settings))
+
+
+@pytest.mark.parametrize(
+    ("anonymous_id", "expected"), [("a1", ["n2", "n1", "n0"]), ("undefined", ["n3"]), ("a3", [])]
+)
+def test_an_anonymous_id_finds_its_events_whatever_they_are_anchored_on(
+    client, admin_token, anonymous_history, anonymous_id, expected
+) -> None:
+    params = {"anonymous_id": anonymous_id, "limit": 2}
+    first = client.get("/api/events", params=params, headers=bearer(admin_token)).json()
+    found = [event["messageId"] for event in first["events"]]
+    if first["next_cursor"]:
+        params["cursor"] = first["next_cursor"]
+        rest = client.get("/api/events", params=params, headers=bearer(admin_token)).json()
+        found += [event["messageId"] for event in rest["events"]]
+    assert found == expected
+
+
+def test_an_anonymous_id_is_looked_up_in_indexes_not_by_reading_every_event(
+    engine, anonymous_history
+) -> None:
+    """The look-up's condition must name the partial index's predicate word for word, or the
+    database cannot use the index and reads the whole table."""
+    statements: list[tuple[str, object]] = []
+
+    def keep(*args: object) -> None:
+        statements.append(args[2:4])
+
+    with read(engine) as conn:
+        sa.event.listen(conn, "before_cursor_execute", keep)
+        page, _ = list_events(conn, EventFilter(anonymous_id="a1"))
+        sa.event.remove(conn, "before_cursor_execute", keep)
+        assert len(page) == 3
+        statement, parameters = statements[-1]
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars().all()
+        else:
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            plan = [row[-1] for row in rows]
+    text = "\n".join(plan)
+    assert "ix_events_identity" in text, text
+    assert "ix_events_anonymous_id_unanchored" in text, text
+    assert "Seq Scan on events" not in text, text
+    assert "SCAN events" not in text, text
