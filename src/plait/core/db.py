@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -328,7 +329,7 @@ class InsertPlan:
         for start in range(0, len(params), per_statement):
             chunk = params[start : start + per_statement]
             sql = f"{self.head} VALUES {', '.join([self.row_marker] * len(chunk))}{self.suffix}"
-            result = conn.exec_driver_sql(sql, tuple(value for row in chunk for value in row))
+            result = conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
             if self.suffix:
                 returned.extend(tuple(row) for row in result)
         return returned

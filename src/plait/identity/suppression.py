@@ -42,10 +42,13 @@ def suppressed_keys(conn: Connection, keys: Collection[str]) -> set[str]:
     return found
 
 
+_ANYONE = sa.select(suppressed_identifiers.c.key).limit(1)
+
+
 def any_suppressed(conn: Connection) -> bool:
-    """Whether anyone is on the suppression list at all (one index probe)."""
-    table = suppressed_identifiers
-    return conn.execute(sa.select(table.c.key).limit(1)).first() is not None
+    """Whether anyone is on the suppression list at all (one index probe). Every group of
+    tracking requests asks, so the statement is built once."""
+    return conn.execute(_ANYONE).first() is not None
 
 
 def suppress(conn: Connection, identifiers: Iterable[Identifier], profile_id: UUID) -> int:
