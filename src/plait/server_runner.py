@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -18,6 +19,13 @@ from plait.core.settings import Settings, get_settings
 from plait.migrations import upgrade
 from plait.upkeep import UPKEEP_PROCESS_NAME, run_upkeep
 
+SQLITE_SWITCH_INTERVAL = 0.0005
+"""How long (s) a thread of a server on SQLite runs on while another waits for the interpreter
+lock; Python's default is 0.005. SQLite's one writer thread, the serial stage of ingestion,
+lets go of the lock for every call into SQLite and must then wait for it behind the request
+threads. Ingest bench, 4 connections: 7,267 / 7,400 -> 7,892 / 8,292 events/s. PostgreSQL's
+writers wait on its server instead, and there a shorter interval cost 3 %."""
+
 SERVER_PID_VARIABLE = "PLAIT_SERVER_PID"
 """Set by :func:`run_server` for its worker processes: the pid of the server that started them."""
 
@@ -29,8 +37,15 @@ def app_factory():  # type: ignore[no-untyped-def]
     settings = get_settings()
     app = create_app(settings, migrate=False, warm=settings.server.warm_dashboard)
     tune_for_serving()
+    tune_thread_switching(settings)
     _end_with_server()
     return app
+
+
+def tune_thread_switching(settings: Settings) -> None:
+    """On SQLite, hand the interpreter lock round sooner (:data:`SQLITE_SWITCH_INTERVAL`)."""
+    if get_engine(settings).dialect.name == "sqlite":
+        sys.setswitchinterval(SQLITE_SWITCH_INTERVAL)
 
 
 def _end_with_server() -> None:
