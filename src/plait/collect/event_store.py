@@ -94,8 +94,9 @@ sa.Index(
     postgresql_where=NOT_ANCHORED_ON_ANONYMOUS_ID,
 )
 """Anonymous ids of the events anchored on something else (a user id, an email): the rest are
-in ``ix_events_identity`` already. Half the entries or fewer, and each is a page the writer
-changes at random: SQLite's one writer is the ingest bound (migration 0008)."""
+in ``ix_events_identity`` already. Each entry is a page the writer changes at random, and
+SQLite's one writer is the ingest bound; an anonymous visitor's events no longer add one
+(in the ingest bench, 60 % of events; migration 0008)."""
 
 INGEST_LOCK = 0x504C414954_01
 """PostgreSQL advisory lock: event writers hold it shared, lake replication briefly
