@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -179,7 +179,9 @@ def create_engine(settings: Settings) -> Engine:
 
 
 @contextmanager
-def write(engine: Engine, *, journal_in_memory: bool = False) -> Iterator[Connection]:
+def write(
+    engine: Engine, *, journal_in_memory: bool = False, on: Connection | None = None
+) -> Iterator[Connection]:
     """A transaction meant to write: committed on success, rolled back on error.
 
     On SQLite, Plait's writers queue on a lock file (threads and processes alike) rather
@@ -189,9 +191,13 @@ def write(engine: Engine, *, journal_in_memory: bool = False) -> Iterator[Connec
     a multi-row INSERT copies each page it is the first to change there, and in a file that
     was half of the ingest writer's system calls. Only for transactions of small statements:
     the same setting keeps every sort in memory too.
+
+    ``on`` is an open connection of ``engine`` to write on, for a writer that keeps its own
+    (and with it SQLite's page cache); it stays open. Otherwise one comes from the pool.
     """
     in_memory = journal_in_memory and engine.dialect.name == "sqlite"
-    with _sqlite_writer_lock(engine), engine.connect() as conn:
+    connection = nullcontext(on) if on is not None else engine.connect()
+    with _sqlite_writer_lock(engine), connection as conn:
         conn = conn.execution_options(plait_write=True)
         driver = conn.connection.driver_connection
         if in_memory:  # on the driver: outside the transaction, which has not begun
