@@ -5,6 +5,8 @@ many values it is given."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
+import time
 import uuid
 
 import pytest
@@ -143,3 +145,43 @@ def test_a_write_can_keep_sqlites_statement_journals_in_memory_for_itself_only(
     with db.write(sqlite_engine) as conn:
         assert _temp_store(conn, seen) == 0
     assert len(seen) == 1  # one pooled connection throughout: what it was left with shows
+
+
+def test_a_writer_waiting_for_sqlites_lock_holds_no_pooled_connection(
+    sqlite_engine: sa.Engine,
+) -> None:
+    """Writers queued on the lock would otherwise take the pool's connections from readers."""
+    waiting, done = threading.Event(), threading.Event()
+
+    def second_writer() -> None:
+        waiting.set()
+        with db.write(sqlite_engine) as conn:
+            conn.exec_driver_sql("SELECT 1")
+        done.set()
+
+    with db.write(sqlite_engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE kept (n INTEGER)")
+        thread = threading.Thread(target=second_writer)
+        thread.start()
+        waiting.wait(5)
+        time.sleep(0.2)  # long enough for it to reach the lock
+        assert not done.is_set()
+        assert sqlite_engine.pool.checkedout() == 1
+    thread.join(5)
+    assert done.is_set()
+
+
+def test_a_write_on_a_kept_connection_leaves_it_open(sqlite_engine: sa.Engine) -> None:
+    kept = sqlite_engine.connect()
+    try:
+        for n in range(2):
+            with db.write(sqlite_engine, on=kept) as conn:
+                assert conn is kept
+                conn.exec_driver_sql(f"CREATE TABLE t{n} (n INTEGER)")
+        assert not kept.closed
+        assert not kept.in_transaction()
+        assert sqlite_engine.pool.checkedout() == 1
+    finally:
+        kept.close()
+    with sqlite_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar_one() == 2

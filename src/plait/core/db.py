@@ -196,8 +196,10 @@ def write(
     (and with it SQLite's page cache); it stays open. Otherwise one comes from the pool.
     """
     in_memory = journal_in_memory and engine.dialect.name == "sqlite"
-    connection = nullcontext(on) if on is not None else engine.connect()
-    with _sqlite_writer_lock(engine), connection as conn:
+    with (
+        _sqlite_writer_lock(engine),
+        nullcontext(on) if on is not None else engine.connect() as conn,  # once locked
+    ):
         conn = conn.execution_options(plait_write=True)
         driver = conn.connection.driver_connection
         if in_memory:  # on the driver: outside the transaction, which has not begun
