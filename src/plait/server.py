@@ -17,8 +17,8 @@ from starlette.exceptions import HTTPException
 from plait import __version__
 from plait.analytics.api import analytics_api
 from plait.collect.api import TrackingCors, management, tracking
-from plait.collect.group_commit import GroupCommitter
 from plait.collect.ingest import rules_from_settings
+from plait.collect.writer_process import event_writer
 from plait.core.db import get_engine
 from plait.core.errors import PlaitError
 from plait.core.settings import Settings, get_settings
@@ -38,17 +38,24 @@ log = logging.getLogger("plait.server")
 
 
 def create_app(
-    settings: Settings | None = None, *, migrate: bool = True, warm: bool = False
+    settings: Settings | None = None,
+    *,
+    migrate: bool = True,
+    warm: bool = False,
+    writer_process: bool = False,
 ) -> FastAPI:
     """The Plait application for ``settings`` (``plait serve`` adds the upkeep process and,
-    with ``warm``, keeps the dashboard's default views computed)."""
+    with ``warm``, keeps the dashboard's default views computed; with ``writer_process``, on
+    SQLite it stores events from a process of its own: :mod:`plait.collect.writer_process`)."""
     settings = settings or get_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await run_in_threadpool(upgrade, app.state.engine)
-        app.state.committer = GroupCommitter(app.state.engine)
+        app.state.committer = await run_in_threadpool(
+            event_writer, app.state.engine, settings, own_process=writer_process
+        )
         app.state.receiver = Receiver(app.state.engine, settings, app.state.rules)
         app.state.delivery = DeliveryWorker(app.state.engine, settings).start()
         warming = start_warming(app.state.engine, settings) if warm else None

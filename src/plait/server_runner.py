@@ -35,7 +35,12 @@ def app_factory():  # type: ignore[no-untyped-def]
     from plait.server import create_app
 
     settings = get_settings()
-    app = create_app(settings, migrate=False, warm=settings.server.warm_dashboard)
+    app = create_app(
+        settings,
+        migrate=False,
+        warm=settings.server.warm_dashboard,
+        writer_process=settings.server.sqlite_writer_process,
+    )
     tune_for_serving()
     tune_thread_switching(settings)
     _end_with_server()

@@ -9,7 +9,6 @@ interpreter lock); it stops when the server that started it is gone."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -17,7 +16,6 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
@@ -27,6 +25,7 @@ from plait.collect.replication import sync_lake
 from plait.core.clock import utcnow
 from plait.core.db import analyze, checkpoint, get_engine, read, write
 from plait.core.garbage import tune_for_serving
+from plait.core.processes import name_process
 from plait.core.settings import ServerSettings, Settings
 from plait.identity.identity_map import export_identity_map
 from plait.profiles.pipeline import SERVING_CHUNK_EVENTS, resolve
@@ -44,7 +43,7 @@ ANALYZE_SECONDS = 600
 def run_upkeep(settings: Settings, parent_pid: int) -> None:
     """Loop until the parent process exits (also when it is killed)."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    _name_process(UPKEEP_PROCESS_NAME)
+    name_process(UPKEEP_PROCESS_NAME)
     os.nice(settings.server.upkeep_nice)
     engine = get_engine(settings)
     tune_for_serving()
@@ -79,13 +78,6 @@ def run_upkeep(settings: Settings, parent_pid: int) -> None:
         deadline = time.monotonic() + interval
         while time.monotonic() < deadline and os.getppid() == parent_pid:
             time.sleep(min(0.5, interval))
-
-
-def _name_process(name: str) -> None:
-    """Show ``name`` as this process's command name (Linux: ``ps``, ``top``), so operators
-    and the ingest bench can tell the upkeep from the server's workers."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/comm").write_text(name[:15])
 
 
 def _resolve_loop(engine: Engine, settings: Settings, parent_pid: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
@@ -29,7 +29,7 @@ from plait.core.db import (
 )
 from plait.core.errors import InvalidInput
 from plait.core.sources import sources
-from plait.identity.identifiers import suppression_key
+from plait.identity.identifiers import Identifier, suppression_key
 from plait.identity.suppression import any_suppressed, suppressed_keys
 
 events = sa.Table(
@@ -147,7 +147,8 @@ class Batch:
 
     ``params`` and ``seen_params`` (SQLite), or ``encoded`` (PostgreSQL), are its rows
     already prepared for the driver (:meth:`bound`), so a caller can do that work on its own
-    thread before queueing for a shared commit.
+    thread before queueing for a shared commit. A :meth:`lean` batch has only those (and each
+    row's ``identifiers``), to travel to a writer process cheaply.
     """
 
     rows: Sequence[dict[str, Any]]
@@ -155,6 +156,7 @@ class Batch:
     params: Sequence[tuple[Any, ...]] | None = None
     seen_params: Sequence[tuple[Any, ...]] | None = None
     encoded: Sequence[bytes] | None = None
+    identifiers: Sequence[Sequence[Identifier]] | None = None
 
     @classmethod
     def bound(
@@ -163,13 +165,48 @@ class Batch:
         """A batch whose rows are already prepared for the driver: each row as a JSON array for
         PostgreSQL, which parses them in its own process (:func:`_insert_encoded`); bound
         parameter tuples for SQLite."""
+        identifiers = [row["identifiers"] for row in rows]
         if dialect.name == "postgresql":
             return cls(rows, rejected, encoded=[_encoded(row) for row in rows])
-        return cls(rows, rejected, _events_plan(dialect).bind(rows), _seen_plan(dialect).bind(rows))
+        return cls(
+            rows,
+            rejected,
+            _events_plan(dialect).bind(rows),
+            _seen_plan(dialect).bind(rows),
+            identifiers=identifiers,
+        )
+
+    def lean(self) -> Batch:
+        """This SQLite-bound batch without its rows, which cost ten times more to pickle than
+        the bound tuples (bench/README.md): :func:`store_groups` reads what it needs from those."""
+        if self.params is None:
+            raise ValueError("only a batch bound for SQLite can do without its rows")
+        return replace(self, rows=())
+
+    def __len__(self) -> int:
+        return len(self.params) if self.params is not None else len(self.rows)
 
     @property
     def prepared(self) -> bool:
         return self.params is not None or self.encoded is not None
+
+    def keys(self) -> list[tuple[Any, Any]]:
+        """Each event's de-duplication key (source id, message id), as the claims use it."""
+        if self.seen_params is not None:
+            return [params[:2] for params in self.seen_params]
+        return [(row["source_id"], row["message_id"]) for row in self.rows]
+
+    def identifiers_at(self, position: int) -> Sequence[Identifier]:
+        if self.identifiers is not None:
+            return self.identifiers[position]
+        return self.rows[position]["identifiers"]
+
+    def row_at(self, dialect: sa.Dialect, position: int) -> dict[str, Any]:
+        """Event ``position`` as a row of Python values, read back from its bound tuple in a
+        :meth:`lean` batch."""
+        if self.rows:
+            return self.rows[position]
+        return _events_plan(dialect).unbind(self.params[position])
 
 
 def _encoded(row: dict[str, Any]) -> bytes:
@@ -204,19 +241,19 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
     A message id seen twice — in the database, or in two requests of the group — is stored
     once and counted as accepted by the first request that carried it.
     """
+    dialect = conn.dialect
+    batches = [
+        batch if batch.prepared else Batch.bound(dialect, batch.rows, batch.rejected)
+        for batch in batches
+    ]
     suppressed = _suppressed_rows(conn, batches)
-    owner: dict[tuple[UUID, str], tuple[int, int]] = {}
+    owner: dict[tuple[Any, Any], tuple[int, int]] = {}
     for index, batch in enumerate(batches):
-        for position, row in enumerate(batch.rows):
+        for position, key in enumerate(batch.keys()):
             if (index, position) not in suppressed:
-                owner.setdefault((row["source_id"], row["message_id"]), (index, position))
+                owner.setdefault(key, (index, position))
     accepted = [0] * len(batches)
     if owner:
-        dialect = conn.dialect
-        batches = [
-            batch if batch.prepared else Batch.bound(dialect, batch.rows, batch.rejected)
-            for batch in batches
-        ]
         claimed = _claim_message_ids(conn, batches, owner)
         for index, _position in claimed:
             accepted[index] += 1
@@ -225,13 +262,13 @@ def store_groups(conn: Connection, batches: Sequence[Batch]) -> list[Stored]:
         else:
             _events_plan(dialect).execute(conn, [batches[i].params[p] for i, p in claimed])
     rejected_rows = [row for batch in batches for row in batch.rejected]
-    rejected_rows += [suppressed_row(batches[i].rows[p]) for i, p in sorted(suppressed)]
+    rejected_rows += [suppressed_row(batches[i].row_at(dialect, p)) for i, p in sorted(suppressed)]
     if rejected_rows:
         conn.execute(dialect_insert(conn)(rejected_events).on_conflict_do_nothing(), rejected_rows)
     return [
         Stored(
             accepted=accepted[index],
-            duplicates=len(batch.rows) - accepted[index] - len(mine),
+            duplicates=len(batch) - accepted[index] - len(mine),
             suppressed=tuple(mine),
         )
         for index, batch in enumerate(batches)
@@ -271,12 +308,14 @@ def _suppressed_rows(conn: Connection, batches: Sequence[Batch]) -> set[tuple[in
     """(batch, position) of rows carrying an identifier on the suppression list (a row's
     ``identifiers``, from :func:`~plait.collect.messages.normalize`). With nobody erased, as
     is usual, one cheap query answers for the whole group."""
-    if not any(batch.rows for batch in batches) or not any_suppressed(conn):
+    if not any(len(batch) for batch in batches) or not any_suppressed(conn):
         return set()
     keys_of = {
-        (index, position): {suppression_key(identifier) for identifier in row["identifiers"]}
+        (index, position): {
+            suppression_key(identifier) for identifier in batch.identifiers_at(position)
+        }
         for index, batch in enumerate(batches)
-        for position, row in enumerate(batch.rows)
+        for position in range(len(batch))
     }
     hits = suppressed_keys(conn, set().union(*keys_of.values()))
     return {place for place, keys in keys_of.items() if not hits.isdisjoint(keys)}

@@ -4,7 +4,8 @@ and each is acknowledged once its events are durable (see :mod:`plait.core.group
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -22,6 +23,15 @@ SQLITE_WRITER_CACHE_MIB = 64
 index B-trees at random places (its identity anchor, its message id); with their pages at
 hand the events insert took 15 µs per event instead of 27 (single-writer bench, 100,000
 events)."""
+
+
+class EventWriter(Protocol):
+    """What a server's ingestion stores events through: a :class:`GroupCommitter`, or on
+    SQLite a :class:`~plait.collect.writer_process.WriterProcess`."""
+
+    def store(self, rows: Sequence[dict[str, Any]], rejected: Sequence[dict]) -> Stored: ...
+
+    def close(self) -> None: ...
 
 
 class GroupCommitter:
@@ -45,7 +55,11 @@ class GroupCommitter:
         The rows are bound for the driver here, on the caller's thread, so the writer
         thread — the one serial stage — only executes and commits.
         """
-        return self._worker.submit(Batch.bound(self.engine.dialect, rows, rejected))
+        return self.enqueue(Batch.bound(self.engine.dialect, rows, rejected)).result()
+
+    def enqueue(self, batch: Batch) -> Future[Stored]:
+        """Queue a prepared batch for the next group without waiting for it."""
+        return self._worker.enqueue(batch)
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer thread."""

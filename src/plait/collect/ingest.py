@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from plait.collect.channels import ChannelRules
 from plait.collect.event_store import Stored, rejection_row, store
-from plait.collect.group_commit import GroupCommitter
+from plait.collect.group_commit import EventWriter
 from plait.collect.messages import Envelope, InvalidMessage, Rules, normalize, random_message_id
 from plait.collect.sources import channel_config
 from plait.core.db import write
@@ -122,7 +122,7 @@ def ingest(
     positions: Sequence[int] | None = None,
     failures: Sequence[tuple[int, InvalidMessage, Any]] = (),
     content_ids: bool = False,
-    committer: GroupCommitter | None = None,
+    committer: EventWriter | None = None,
 ) -> IngestResult:
     """Validate, enrich and store messages; invalid ones are kept as rejected events.
 
@@ -207,7 +207,7 @@ def ingest_one(
     envelope: Envelope,
     rules: Rules,
     type_: str,
-    committer: GroupCommitter | None = None,
+    committer: EventWriter | None = None,
 ) -> Stored:
     """Store a single message sent to a typed endpoint; an invalid one raises and writes nothing."""
     try:
@@ -219,7 +219,7 @@ def ingest_one(
 
 
 def _store(
-    engine: Engine, committer: GroupCommitter | None, rows: list[dict], rejected: list[dict]
+    engine: Engine, committer: EventWriter | None, rows: list[dict], rejected: list[dict]
 ) -> Stored:
     if committer is not None:
         return committer.store(rows, rejected)

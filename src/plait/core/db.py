@@ -303,6 +303,7 @@ class InsertPlan:
     suffix: str
     names: tuple[str, ...]
     processors: tuple[Any, ...]
+    result_processors: tuple[Any, ...]
 
     @property
     def head(self) -> str:
@@ -341,6 +342,13 @@ class InsertPlan:
             if self.suffix:
                 returned.extend(tuple(row) for row in result)
         return returned
+
+    def unbind(self, params: tuple[Any, ...]) -> dict[str, Any]:
+        """A bound row read back as Python values, as a query of the table would return them."""
+        return {
+            name: process(value) if process else value
+            for name, process, value in zip(self.names, self.result_processors, params, strict=True)
+        }
 
     def bind(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Rows as the driver's parameter tuples (what SQLAlchemy would send)."""
@@ -441,7 +449,12 @@ def insert_plan(
         )
         row_marker = f"({', '.join(marker for _ in columns)})"
         _plans[key] = InsertPlan(
-            target, row_marker, f" {suffix}" if suffix else "", tuple(names), processors
+            target,
+            row_marker,
+            f" {suffix}" if suffix else "",
+            tuple(names),
+            processors,
+            tuple(column.type._cached_result_processor(dialect, None) for column in columns),
         )
     return _plans[key]
 

@@ -50,15 +50,17 @@ class GroupWorker(Generic[Item, Outcome]):
 
     def submit(self, item: Item) -> Outcome:
         """Queue ``item`` for the next group and wait for its outcome (or its error)."""
-        done: Future[Outcome] = Future()
-        self._queue.put((item, done))
-        return done.result()
+        return self.enqueue(item).result()
 
     async def submit_async(self, item: Item) -> Outcome:
         """:meth:`submit` for the event loop: waits without holding a thread."""
+        return await asyncio.wrap_future(self.enqueue(item))
+
+    def enqueue(self, item: Item) -> Future[Outcome]:
+        """Queue ``item`` for the next group; its outcome (or error) will settle the future."""
         done: Future[Outcome] = Future()
         self._queue.put((item, done))
-        return await asyncio.wrap_future(done)
+        return done
 
     def close(self) -> None:
         """Finish what is queued, then stop the writer threads."""
@@ -92,20 +94,20 @@ class GroupWorker(Generic[Item, Outcome]):
             outcomes = self._work([item for item, _done in group])
         except Exception as exc:
             if len(group) == 1:
-                _settle(group[0][1], exception=exc)
+                settle(group[0][1], exception=exc)
                 return
             for waiting in group:
                 self._finish([waiting])
             return
         except BaseException as exc:  # every waiter must hear of the failure
             for _item, done in group:
-                _settle(done, exception=exc)
+                settle(done, exception=exc)
             raise
         for (_item, done), outcome in zip(group, outcomes, strict=True):
-            _settle(done, outcome)
+            settle(done, outcome)
 
 
-def _settle(
+def settle(
     done: Future[Any], outcome: Any = None, *, exception: BaseException | None = None
 ) -> None:
     """Give a waiter its outcome, unless it stopped waiting (a cancelled request): the work

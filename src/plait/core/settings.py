@@ -58,6 +58,9 @@ class ServerSettings(BaseModel):
     takes at most this share of its time, so the burst keeps the CPU; 1 turns this off."""
     resolver_burst_seconds: float = Field(30, ge=0)
     """How long identity resolution yields to a burst before it runs flat out to catch up."""
+    sqlite_writer_process: bool = True
+    """On SQLite, store tracked events from a process of the server's own
+    (:mod:`plait.collect.writer_process`) rather than from a thread of each worker."""
     upkeep_nice: int = Field(10, ge=0, le=19)
     """How much lower the upkeep process's CPU priority is than the server's (a Unix ``nice``
     increment; 0 keeps them equal), so requests come first when the two want the same core.
