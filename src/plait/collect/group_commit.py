@@ -45,7 +45,7 @@ class GroupCommitter:
             self._commit,
             name="plait-group-commit",
             max_size=max_rows,
-            size=lambda batch: len(batch.rows),
+            size=len,
             writers=POSTGRES_WRITERS if engine.dialect.name == "postgresql" else 1,
         )
 
