@@ -165,7 +165,6 @@ class Batch:
         """A batch whose rows are already prepared for the driver: each row as a JSON array for
         PostgreSQL, which parses them in its own process (:func:`_insert_encoded`); bound
         parameter tuples for SQLite."""
-        identifiers = [row["identifiers"] for row in rows]
         if dialect.name == "postgresql":
             return cls(rows, rejected, encoded=[_encoded(row) for row in rows])
         return cls(
@@ -173,7 +172,7 @@ class Batch:
             rejected,
             _events_plan(dialect).bind(rows),
             _seen_plan(dialect).bind(rows),
-            identifiers=identifiers,
+            identifiers=[row["identifiers"] for row in rows],
         )
 
     def lean(self) -> Batch:

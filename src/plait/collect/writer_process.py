@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from plait.collect.event_store import Batch, Stored
 from plait.collect.group_commit import EventWriter, GroupCommitter
-from plait.core.db import get_engine
+from plait.core.db import get_engine, sqlite_file
 from plait.core.errors import PlaitError
 from plait.core.garbage import tune_for_serving
 from plait.core.group_commit import settle
@@ -55,9 +55,9 @@ class WriterGone(PlaitError):
 def event_writer(engine: Engine, settings: Settings, *, own_process: bool) -> EventWriter:
     """What a server's ingestion stores through: with ``own_process``, on a SQLite file, a
     :class:`WriterProcess`; otherwise a :class:`GroupCommitter` thread."""
-    database = engine.url.database
-    on_file = engine.dialect.name == "sqlite" and database not in (None, "", ":memory:")
-    return WriterProcess(settings) if own_process and on_file else GroupCommitter(engine)
+    if own_process and sqlite_file(engine) is not None:
+        return WriterProcess(settings)
+    return GroupCommitter(engine)
 
 
 class WriterProcess:

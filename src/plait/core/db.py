@@ -217,11 +217,17 @@ _lock_files: dict[str, int] = {}
 _registry_lock = threading.Lock()
 
 
-def _lock_path(engine: Engine, name: str) -> str | None:
+def sqlite_file(engine: Engine) -> str | None:
+    """The path of ``engine``'s database if it is a SQLite file (not PostgreSQL, not in memory)."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
-    return f"{database}.{name}.lock"
+    return database
+
+
+def _lock_path(engine: Engine, name: str) -> str | None:
+    database = sqlite_file(engine)
+    return None if database is None else f"{database}.{name}.lock"
 
 
 def _lock_file(path: str) -> int:
